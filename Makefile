@@ -1,0 +1,29 @@
+# Thin wrappers: everything real lives in the package and in .ci/run.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint bench
+
+# The CPU build of torch lies on this machine's disk; GPU users install their own torch first.
+$(BIN)/gmmn: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(BIN)/gmmn
+
+setup: $(BIN)/gmmn
+
+# The main job: GMMN+AE on scikit-learn's 8x8 digits, no download needed.
+demo: setup
+	$(BIN)/gmmn train --preset digits-gmmn-ae --out runs/digits-gmmn-ae
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/mmd_speed.py
