@@ -22,7 +22,13 @@ class Splits:
     validation_labels: torch.Tensor | None
     test_labels: torch.Tensor | None
     image_shape: tuple[int, int] | None
-    source: str
+    source: str  # where the files were found (path or package), for `gmmn data info`
+    # True when every value lies in [0, 1] (image data): the generator ends in a sigmoid.
+    # False for standardised or unbounded data: the generator's output layer is linear.
+    unit_interval: bool = True
+    # TFD only: the per-fold validation and test sets of the paper's protocol (else None).
+    validation_folds: tuple[torch.Tensor, ...] | None = None
+    test_folds: tuple[torch.Tensor, ...] | None = None
 
     @property
     def dim(self) -> int:
