@@ -1,0 +1,174 @@
+"""The :class:`Splits` container and the checks every loader ends with.
+
+Every loader (IDX, TFD, digits, user files) produces numpy arrays and hands them to
+:func:`make_splits`, so validation (finite, non-empty, same dimension in every split),
+standardisation and the ``unit_interval`` flag are decided in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gmmn.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A dataset as float32 (N, D) tensors; image data lies in [0, 1].
+
+    Images are flattened row-major; colour images as (H, W, C), so
+    ``x.reshape(-1, *image_shape)`` restores them.
+    """
+
+    name: str
+    train: torch.Tensor
+    validation: torch.Tensor
+    test: torch.Tensor
+    train_labels: torch.Tensor | None
+    validation_labels: torch.Tensor | None
+    test_labels: torch.Tensor | None
+    image_shape: tuple[int, ...] | None  # (H, W) grayscale, (H, W, 3) RGB, None for tables
+    source: str  # where the files were found (path or package), for `gmmn data info`
+    # True when every value lies in [0, 1] (image data): the generator ends in a sigmoid.
+    # False for standardised or unbounded data: the generator's output layer is linear.
+    unit_interval: bool = True
+    # TFD only: the per-fold validation and test sets of the paper's protocol (else None).
+    validation_folds: tuple[torch.Tensor, ...] | None = None
+    test_folds: tuple[torch.Tensor, ...] | None = None
+    # Per-feature mean and std of the training split, (D,), when standardize=True was asked:
+    # samples are mapped back to data units with `unstandardize`.
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+    # Class names indexed by label value, when the dataset defines them.
+    label_names: tuple[str, ...] | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.train.shape[1])
+
+    @property
+    def standardized(self) -> bool:
+        return self.mean is not None
+
+    def unstandardize(self, x: torch.Tensor) -> torch.Tensor:
+        """Map standardised values (e.g. generator samples) back to data units: x*std + mean."""
+        if self.mean is None or self.std is None:
+            return x
+        return x * self.std.to(x) + self.mean.to(x)
+
+
+def random_split(n: int, fractions: Sequence[float], *, seed: int) -> list[np.ndarray]:
+    """Indices 0..n-1 cut into len(fractions) parts of a seeded permutation, each sorted.
+
+    Every part but the first gets round(f * n) items and at least one; the first takes the
+    rest, so small sets still get a validation and a test example.
+    """
+    perm = np.random.default_rng(seed).permutation(n)
+    sizes = [max(1, round(f * n)) for f in fractions[1:]]
+    first = n - sum(sizes)
+    if first < 1:
+        raise DataError(f"{n} examples are too few to split into {len(fractions)} parts")
+    bounds = np.cumsum([first, *sizes])
+    return [np.sort(part) for part in np.split(perm, bounds[:-1])]
+
+
+def check_array(x: np.ndarray, *, what: str, source: str) -> np.ndarray:
+    """A float32 (N, D) copy of x, or a DataError naming `source` when x is unusable."""
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise DataError(f"{source}: {what} has non-numeric dtype {x.dtype}; store numbers only")
+    if x.ndim == 0 or x.shape[0] == 0 or x.size == 0:
+        raise DataError(f"{source}: {what} is empty (shape {x.shape}); it needs at least one row")
+    x = x.reshape(x.shape[0], -1).astype(np.float32)
+    if not np.isfinite(x).all():
+        bad = int(np.argwhere(~np.isfinite(x))[0][0])
+        raise DataError(f"{source}: {what} holds NaN or inf values (first in row {bad}); "
+                        "remove or impute them")
+    return x
+
+
+def _labels(y: np.ndarray | None, n: int, *, what: str, source: str) -> torch.Tensor | None:
+    if y is None:
+        return None
+    y = np.asarray(y).reshape(-1)
+    if len(y) != n:
+        raise DataError(f"{source}: {what} has {len(y)} labels for {n} examples; "
+                        "give one label per example")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not (np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y))
+                and np.all(y == np.round(y))):
+            raise DataError(f"{source}: {what} must hold integers, got dtype {y.dtype}")
+    return torch.from_numpy(y.astype(np.int64))
+
+
+def make_splits(name: str, parts: dict[str, np.ndarray], *, source: str,
+                labels: dict[str, np.ndarray | None] | None = None,
+                image_shape: tuple[int, ...] | None = None,
+                standardize: bool = False,
+                validation_folds: Sequence[np.ndarray] | None = None,
+                test_folds: Sequence[np.ndarray] | None = None,
+                label_names: Sequence[str] | None = None) -> Splits:
+    """Check the three splits (and TFD's folds), optionally standardise, build Splits.
+
+    Standardisation: z = (x - mean) / std per feature, mean and std from the training split
+    only (so validation and test stay unseen). Constant features get std 1 rather than a
+    division by zero; they stay at 0 after centring.
+    """
+    labels = labels or {}
+    arrays = {k: check_array(parts[k], what=f"the {k} split", source=source)
+              for k in ("train", "validation", "test")}
+    folds = {
+        "validation fold": [check_array(f, what=f"validation fold {i}", source=source)
+                            for i, f in enumerate(validation_folds or ())],
+        "test fold": [check_array(f, what=f"test fold {i}", source=source)
+                      for i, f in enumerate(test_folds or ())],
+    }
+    d = arrays["train"].shape[1]
+    for what, x in [*arrays.items(), *((k, f) for k, fs in folds.items() for f in fs)]:
+        if x.shape[1] != d:
+            raise DataError(f"{source}: the {what} split has {x.shape[1]} features but train "
+                            f"has {d}; every split needs the same dimension")
+    if image_shape is not None and int(np.prod(image_shape)) != d:
+        raise DataError(f"{source}: image shape {image_shape} does not match dimension {d}")
+
+    mean = std = None
+    if standardize:
+        mean = arrays["train"].mean(axis=0, dtype=np.float64)
+        std = arrays["train"].std(axis=0, dtype=np.float64)
+        std[std == 0] = 1.0
+        mean, std = mean.astype(np.float32), std.astype(np.float32)
+        arrays = {k: (x - mean) / std for k, x in arrays.items()}
+        folds = {k: [(f - mean) / std for f in fs] for k, fs in folds.items()}
+        unit = False
+    else:
+        everything = [*arrays.values(), *folds["validation fold"], *folds["test fold"]]
+        unit = all(float(x.min()) >= 0.0 and float(x.max()) <= 1.0 for x in everything)
+        if not unit:
+            log.warning("%s: values lie outside [0, 1]; the generator will use a linear output "
+                        "(standardize=True is recommended)", source)
+
+    t = torch.from_numpy
+    return Splits(
+        name=name,
+        train=t(arrays["train"]), validation=t(arrays["validation"]), test=t(arrays["test"]),
+        train_labels=_labels(labels.get("train"), len(arrays["train"]),
+                             what="the train split", source=source),
+        validation_labels=_labels(labels.get("validation"), len(arrays["validation"]),
+                                  what="the validation split", source=source),
+        test_labels=_labels(labels.get("test"), len(arrays["test"]),
+                            what="the test split", source=source),
+        image_shape=tuple(int(s) for s in image_shape) if image_shape else None,
+        source=source,
+        unit_interval=unit,
+        validation_folds=tuple(t(f) for f in folds["validation fold"]) or None,
+        test_folds=tuple(t(f) for f in folds["test fold"]) or None,
+        mean=None if mean is None else t(mean),
+        std=None if std is None else t(std),
+        label_names=tuple(label_names) if label_names else None,
+    )
