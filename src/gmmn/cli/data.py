@@ -1,0 +1,122 @@
+"""``gmmn data``: inspect a dataset's splits, or download one into the cache."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from gmmn.errors import ConfigError
+
+
+def _progress(desc: str, total: int | None):
+    # Only the CLI draws bars; the library takes this factory and stays quiet without it.
+    from tqdm import tqdm
+
+    return tqdm(desc=desc, total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                leave=False, file=sys.stderr)
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(p) for p in text.lower().replace("x", ",").split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 28 or 32x48 (HxW)")
+    return parts[0], parts[1]
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("data", help="inspect or download datasets")
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
+    sub.required = True
+
+    info = sub.add_parser("info", help="show the splits of a dataset or data file")
+    info.add_argument("dataset", metavar="NAME|PATH",
+                      help="digits, mnist, fashion-mnist, tfd, or a .npz/.npy/.csv/.mat/folder")
+    info.add_argument("--data-dir", default=None, help="folder searched first for data files")
+    info.add_argument("--seed", type=int, default=0, help="seed of the validation/test hold-out")
+    info.add_argument("--standardize", action="store_true",
+                      help="z-score features with the training split's mean and std")
+    info.add_argument("--image-size", type=_image_size, default=None, metavar="HxW",
+                      help="resize the images of a folder to this size")
+    info.add_argument("--no-download", dest="download", action="store_false",
+                      help="fail instead of downloading missing files")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(handler=_info)
+
+    down = sub.add_parser("download", help="fetch mnist or fashion-mnist into the cache")
+    down.add_argument("dataset", metavar="NAME", help="mnist or fashion-mnist")
+    down.add_argument("--data-dir", default=None, help="folder searched before downloading")
+    down.set_defaults(handler=_download)
+
+
+def _summary(splits) -> dict:
+    def part(x, y):
+        return {"shape": list(x.shape), "min": float(x.min()), "max": float(x.max()),
+                "labels": None if y is None else sorted({int(v) for v in y.tolist()})}
+
+    out = {
+        "name": splits.name,
+        "source": splits.source,
+        "dim": splits.dim,
+        "image_shape": list(splits.image_shape) if splits.image_shape else None,
+        "unit_interval": splits.unit_interval,
+        "output_layer": "sigmoid" if splits.unit_interval else "linear",
+        "standardized": splits.standardized,
+        "label_names": list(splits.label_names) if splits.label_names else None,
+        "splits": {
+            "train": part(splits.train, splits.train_labels),
+            "validation": part(splits.validation, splits.validation_labels),
+            "test": part(splits.test, splits.test_labels),
+        },
+    }
+    if splits.test_folds is not None:
+        out["folds"] = {
+            "validation": [list(f.shape) for f in splits.validation_folds],
+            "test": [list(f.shape) for f in splits.test_folds],
+        }
+    return out
+
+
+def _info(args: argparse.Namespace) -> int:
+    from gmmn.data import load_dataset
+
+    splits = load_dataset(args.dataset, data_dir=args.data_dir, seed=args.seed,
+                          standardize=args.standardize, image_size=args.image_size,
+                          download=args.download, progress=_progress)
+    info = _summary(splits)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    shape = "x".join(map(str, splits.image_shape)) if splits.image_shape else "none (table)"
+    print(f"dataset      {info['name']}")
+    print(f"found in     {info['source']}")
+    print(f"dimension    {info['dim']}  (image shape {shape})")
+    print(f"values       {'in [0, 1]' if splits.unit_interval else 'outside [0, 1]'}"
+          f"{', standardised with train mean/std' if splits.standardized else ''}"
+          f" -> generator output layer: {info['output_layer']}")
+    for name, p in info["splits"].items():
+        labels = ("no labels" if p["labels"] is None
+                  else f"labels {p['labels'][0]}..{p['labels'][-1]} ({len(p['labels'])} values)")
+        print(f"{name:<12} {p['shape'][0]:>7} x {p['shape'][1]:<6} "
+              f"range [{p['min']:.4g}, {p['max']:.4g}]  {labels}")
+    if splits.label_names:
+        print("classes      " + ", ".join(f"{i} {n}" for i, n in enumerate(splits.label_names)))
+    if "folds" in info:
+        print("folds        validation " + ", ".join(str(s[0]) for s in info["folds"]["validation"])
+              + "; test " + ", ".join(str(s[0]) for s in info["folds"]["test"]))
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from gmmn.data import DATASETS, download_dataset
+
+    if args.dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {args.dataset!r}; choose mnist or fashion-mnist")
+    for path in download_dataset(args.dataset, data_dir=args.data_dir, progress=_progress):
+        print(path)
+    return 0
