@@ -79,7 +79,8 @@ def parse_idx(data: bytes, *, source: str, ndim: int | None = None) -> np.ndarra
     if len(data) > expected:
         raise DataError(f"{source} has {len(data) - expected} bytes beyond the shape {shape} "
                         "its header declares; the file is corrupt, download it again")
-    values = np.frombuffer(data, dtype=dtype, count=expected - header, offset=header)
+    values = np.frombuffer(data, dtype=dtype, count=(expected - header) // dtype.itemsize,
+                           offset=header)
     # A native-endian copy: torch.from_numpy rejects big-endian arrays.
     return values.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
 
