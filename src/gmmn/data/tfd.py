@@ -57,8 +57,11 @@ def _read_mat(path: Path) -> dict[str, np.ndarray]:
     except NotImplementedError as exc:  # MATLAB v7.3 files are HDF5
         raise DataError(f"{path} is a MATLAB v7.3 (HDF5) file; re-save it with "
                         "save('-v7') so scipy can read it") from exc
-    except (ValueError, TypeError, OSError, EOFError) as exc:
-        raise DataError(f"{path} is not a readable .mat file ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001
+        # scipy's reader fails on damaged files with assorted types (MatReadError,
+        # ValueError, even IndexError); to the user they all mean one thing.
+        raise DataError(f"{path} is not a readable .mat file "
+                        f"({type(exc).__name__}: {exc})") from exc
     missing = [k for k in ("images", "folds") if k not in mat]
     if missing:
         raise DataError(f"{path} lacks the variable(s) {', '.join(missing)}; expected TFD's "

@@ -32,6 +32,8 @@ SPLIT_FRACTIONS = (0.90, 0.05, 0.05)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _KEYS = ("train", "validation", "test")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
 def _as_values(x: np.ndarray) -> np.ndarray:
@@ -57,6 +59,16 @@ def _split_one(name: str, x: np.ndarray, *, source: str, seed: int, standardize:
 
 def load_array_file(path: Path, *, seed: int = 0, standardize: bool = False) -> Splits:
     """Load a .npy or .npz file (rules in the module docstring)."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    # np.load falls back to unpickling for unknown bytes; telling formats apart first keeps
+    # "not a numpy file" from being reported as "pickled objects".
+    if not (magic.startswith(_NPY_MAGIC) or magic.startswith(_ZIP_MAGIC)):
+        raise DataError(f"{path} is not a readable numpy file (no .npy or .npz header); "
+                        "save it with numpy.save or numpy.savez")
     try:
         loaded = np.load(path, allow_pickle=False)
     except ValueError as exc:  # object arrays need pickle, which is refused
