@@ -183,3 +183,12 @@ def test_no_network_says_where_to_put_files(cache):
 def test_download_refuses_tfd(cache):
     with pytest.raises(DataError, match="TFD must be placed by hand"):
         download_dataset("tfd")
+
+
+def test_unwritable_cache_is_reported(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should go")
+    monkeypatch.setenv("GMMN_DATA", str(blocker))
+    source = IdxSource(name="tiny", mirrors=("http://127.0.0.1:9/",), sha256={})
+    with pytest.raises(DataError, match="cannot write into the cache folder .*set GMMN_DATA"):
+        load_idx_dataset(source)

@@ -79,10 +79,15 @@ def download(urls: Sequence[str], dest: Path, *, verify: Callable[[Path], None],
     `verify(tmp_path)` raises DataError when the fetched bytes are wrong (checksum, format);
     the next mirror is then tried. Raises one DataError listing each mirror's failure.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     for url in urls:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part",
+                                            dir=dest.parent)
+        except OSError as exc:
+            raise DataError(f"cannot write into the cache folder {dest.parent} "
+                            f"({exc.strerror or exc}); set GMMN_DATA to a writable folder") from exc
         tmp_path = Path(tmp_name)
         try:
             log.info("downloading %s", url)
