@@ -88,7 +88,8 @@ def test_standardize_uses_train_statistics_and_maps_back(tmp_path):
     ({"train": np.zeros((5, 3)), "validation": np.zeros((2, 3)), "test": np.zeros((2, 3)),
       "train_labels": np.arange(4)}, "the train split has 4 labels for 5 examples"),
     ({"x": np.array([[0.0, np.nan]] * 5)}, r"NaN or inf values \(first in row 0\)"),
-    ({"x": np.array([[0.0, 1.0]] * 4 + [[np.inf, 0.0]])}, "NaN or inf values"),
+    # Single arrays are checked before the split, so the row is the row in the file.
+    ({"x": np.array([[0.0, 1.0]] * 4 + [[np.inf, 0.0]])}, r"NaN or inf values \(first in row 4\)"),
     ({"x": np.array(["a", "b", "c"])}, "non-numeric dtype"),
 ])
 def test_bad_npz_files(tmp_path, arrays, match):

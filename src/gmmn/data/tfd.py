@@ -61,7 +61,7 @@ def _read_mat(path: Path) -> dict[str, np.ndarray]:
         # scipy's reader fails on damaged files with assorted types (MatReadError,
         # ValueError, even IndexError); to the user they all mean one thing.
         raise DataError(f"{path} is not a readable .mat file "
-                        f"({type(exc).__name__}: {exc})") from exc
+                        f"({type(exc).__name__}: {exc}); copy TFD_48x48.mat again") from exc
     missing = [k for k in ("images", "folds") if k not in mat]
     if missing:
         raise DataError(f"{path} lacks the variable(s) {', '.join(missing)}; expected TFD's "

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gmmn.data.splits import Splits, make_splits, random_split
+from gmmn.data.splits import Splits, check_array, make_splits, random_split
 from gmmn.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ def _split_one(name: str, x: np.ndarray, *, source: str, seed: int, standardize:
     if len(x) < 3:
         raise DataError(f"{source} holds {len(x)} examples; at least three are needed "
                         "for train, validation and test")
+    # Checked before splitting, so a bad value is reported by its row in the file.
+    x = check_array(x, what="the data", source=source)
     tr, va, te = random_split(len(x), SPLIT_FRACTIONS, seed=seed)
     return make_splits(name, {"train": x[tr], "validation": x[va], "test": x[te]},
                        source=source, image_shape=image_shape, standardize=standardize)
@@ -127,7 +129,7 @@ def read_csv(path: Path) -> np.ndarray:
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {path} as CSV text ({exc})") from exc
     if not rows:
-        raise DataError(f"{path} holds no data rows")
+        raise DataError(f"{path} holds no data rows; add rows of comma-separated numbers")
     return np.asarray(rows, dtype=np.float64)
 
 
