@@ -37,12 +37,26 @@ def _images(x: torch.Tensor, image_shape: Sequence[int] | None) -> torch.Tensor:
     return x.reshape(x.shape[0], *image_shape)
 
 
-def _show(ax, img: torch.Tensor, title: str | None = None) -> None:
-    ax.imshow(img.numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=7)
+def _mosaic(imgs: torch.Tensor, ncols: int, pad: int = 1) -> torch.Tensor:
+    """Tile (n, h, w) images into one (rows*(h+pad)+pad, ncols*(w+pad)+pad) image.
+
+    One imshow of a mosaic instead of one axes per image: a 100-image grid renders in a
+    fraction of a second rather than seconds. Padding is mid-grey, so it reads as a frame.
+    """
+    n, h, w = imgs.shape
+    rows = -(-n // ncols)
+    canvas = torch.full((rows * (h + pad) + pad, ncols * (w + pad) + pad), 0.5)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        top, left = pad + r * (h + pad), pad + c * (w + pad)
+        canvas[top:top + h, left:left + w] = imgs[i]
+    return canvas
+
+
+def _plain_axes(fig):
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.set_axis_off()
+    return ax
 
 
 def _save(fig, path: pathlib.Path | str) -> pathlib.Path:
@@ -53,39 +67,39 @@ def _save(fig, path: pathlib.Path | str) -> pathlib.Path:
 
 
 def save_sample_grid(samples: torch.Tensor, path: pathlib.Path | str, *,
-                     image_shape: Sequence[int] | None = None, ncols: int = 10,
-                     title: str | None = None) -> pathlib.Path:
+                     image_shape: Sequence[int] | None = None, ncols: int = 10) -> pathlib.Path:
     """A grid of sample images (rows of ``samples`` reshaped to ``image_shape``)."""
     imgs = _images(samples, image_shape)
+    ncols = min(ncols, imgs.shape[0])
     rows = -(-imgs.shape[0] // ncols)
-    fig = _figure(ncols * 0.8, rows * 0.8 + (0.4 if title else 0))
-    for i in range(rows * ncols):
-        ax = fig.add_subplot(rows, ncols, i + 1)
-        if i < imgs.shape[0]:
-            _show(ax, imgs[i])
-        else:
-            ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=9)
+    fig = _figure(ncols * 0.8, rows * 0.8)
+    _plain_axes(fig).imshow(_mosaic(imgs.clamp(0, 1), ncols).numpy(), cmap="gray", vmin=0.0,
+                            vmax=1.0, interpolation="nearest", aspect="auto")
     return _save(fig, path)
 
 
 def save_nearest_neighbours(samples: torch.Tensor, train: torch.Tensor,
                             path: pathlib.Path | str, *, image_shape: Sequence[int] | None = None,
                             k: int = 5) -> pathlib.Path:
-    """Each sample (left column) beside its k nearest training images, distances as titles.
+    """Each sample (left column) beside its k nearest training images, distances above them.
 
     Evidence against memorisation: neighbours that are near copies show up as tiny distances.
     """
     dist, idx = nearest_neighbours(samples, train, k=k)
     s_img, t_img = _images(samples, image_shape), _images(train, image_shape)
-    n = s_img.shape[0]
+    n, h, w = s_img.shape
+    pad = max(2, h // 2)  # room for the distance labels above each row
+    tiles = torch.cat([s_img.unsqueeze(1), t_img[idx]], dim=1).reshape(n * (k + 1), h, w)
+    canvas = _mosaic(tiles.clamp(0, 1), k + 1, pad=pad)
     fig = _figure((k + 1) * 1.0, n * 1.1)
+    ax = _plain_axes(fig)
+    ax.imshow(canvas.numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest",
+              aspect="auto")
     for r in range(n):
-        _show(fig.add_subplot(n, k + 1, r * (k + 1) + 1), s_img[r], "sample" if r == 0 else None)
-        for c in range(k):
-            _show(fig.add_subplot(n, k + 1, r * (k + 1) + c + 2), t_img[idx[r, c]],
-                  f"d={float(dist[r, c]):.2f}")
+        for c in range(k + 1):
+            label = "sample" if c == 0 else f"d={float(dist[r, c - 1]):.2f}"
+            ax.text(pad + c * (w + pad) + w / 2, pad + r * (h + pad) - 0.5, label,
+                    ha="center", va="bottom", fontsize=6, color="black")
     return _save(fig, path)
 
 
