@@ -107,6 +107,7 @@ def test_precision_recall_matches_a_brute_force_definition():
     p, r = precision_recall(real, fake, k=3)
     assert p == pytest.approx(covered(fake, real)) and r == pytest.approx(covered(real, fake))
     assert 0 < p < 1 and 0 < r < 1  # a partial overlap, so both branches are exercised
+    assert precision_recall(real, real, k=3) == (1.0, 1.0)  # identical sets: the ceiling
 
 
 def test_nearest_neighbours_match_brute_force():

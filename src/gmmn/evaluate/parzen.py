@@ -110,8 +110,9 @@ def _pair_sq_dists(a: torch.Tensor, b: torch.Tensor, rows: torch.Tensor,
     chunk = max(1, _PAIR_ENTRIES // a.shape[1])
     out = torch.empty(rows.shape[0], dtype=torch.float64, device=a.device)
     for i in range(0, rows.shape[0], chunk):
-        diff = a[rows[i:i + chunk]] - b[cols[i:i + chunk]]
-        out[i:i + chunk] = (diff * diff).sum(1)
+        diff = a.index_select(0, rows[i:i + chunk])
+        diff -= b.index_select(0, cols[i:i + chunk])
+        out[i:i + chunk] = torch.einsum("kd,kd->k", diff, diff)
     return out
 
 
@@ -129,19 +130,22 @@ def _block_log_sums(xb64: torch.Tensor, prep: _Prepared, inv2s2: torch.Tensor, *
     thresh = (dist.amin(1).to(torch.float64) + width + 2.0 * delta).to(torch.float32)
     keep = dist <= thresh.unsqueeze(1)
     del dist
-    if int(keep.sum()) > _DENSE_FRACTION * b * n:
+    # nonzero lists pairs row by row, so per-row reductions are segment reductions: these
+    # stay fast where index_add_/scatter stall on a CPU shared with other processes.
+    rows, cols_idx = keep.nonzero(as_tuple=True)
+    del keep
+    if rows.shape[0] > _DENSE_FRACTION * b * n:
         d64 = torch.addmm(prep.sq64.unsqueeze(0), xb64, prep.s64.T, alpha=-2.0)
         d64 += (xb64 * xb64).sum(1, keepdim=True)
         d64.clamp_(min=0.0)
         cols = [torch.logsumexp(d64 * (-c), dim=1) for c in inv2s2.tolist()]
         return torch.stack(cols, dim=1), True
-    rows, cols_idx = keep.nonzero(as_tuple=True)
+    counts = torch.bincount(rows, minlength=b)  # (B,), each >= 1: the row minimum passes
     exact = _pair_sq_dists(xb64, prep.s64, rows, cols_idx)  # (K,)
-    dmin = torch.full((b,), math.inf, dtype=torch.float64, device=xb64.device)
-    dmin.scatter_reduce_(0, rows, exact, reduce="amin")
-    gap = (exact - dmin[rows]).unsqueeze(1)  # (K, 1), >= 0
-    sums = torch.zeros(b, inv2s2.shape[0], dtype=torch.float64, device=xb64.device)
-    sums.index_add_(0, rows, torch.exp(-gap * inv2s2))  # each row's minimum adds exp(0) = 1
+    dmin = torch.segment_reduce(exact, "min", lengths=counts)  # (B,)
+    gap = (exact - dmin.repeat_interleave(counts)).unsqueeze(1)  # (K, 1), >= 0
+    # Each row's minimum adds exp(0) = 1, so the log below never sees 0.
+    sums = torch.segment_reduce(torch.exp(-gap * inv2s2), "sum", lengths=counts, axis=0)
     return sums.log() - dmin.unsqueeze(1) * inv2s2, False
 
 
