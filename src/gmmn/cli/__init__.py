@@ -19,6 +19,7 @@ from gmmn.mmd import MMDError
 # Subcommand modules, in the order `gmmn --help` lists them.
 _COMMANDS: tuple[str, ...] = (
     "gmmn.cli.data",
+    "gmmn.cli.evaluate",
 )
 
 USER_ERRORS = (GMMNError, MMDError)

@@ -1,0 +1,195 @@
+"""Evaluate a trained run: every metric beside its real-data reference, as JSON and Markdown.
+
+Each number comes with the score real data gets under the same procedure (training images
+in place of samples, scored against the test set), so a reader sees the ceiling next to the
+model. The run is any object with ``sample(n, *, seed)``, and for interpolations
+``decode_prior(z)`` and ``prior_dim`` (``gmmn.train.load_run`` returns one).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import pathlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from gmmn.data import Splits
+from gmmn.errors import ConfigError, GMMNError
+from gmmn.evaluate import classifier as clf_mod
+from gmmn.evaluate import figures, metrics
+from gmmn.evaluate.protocol import parzen_protocol
+
+log = logging.getLogger(__name__)
+
+METRICS: tuple[str, ...] = ("parzen", "nn", "interpolation", "fd", "kid", "coverage",
+                            "precision-recall")
+_NEEDS_CLASSIFIER = {"fd", "kid", "coverage", "precision-recall"}
+# progress(stage, done, total): the CLI turns each stage into a progress bar.
+StageProgress = Callable[[str, int, int], None]
+
+
+def parse_metrics(spec: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Metric names from ``"parzen,fd"`` or a sequence; None means all."""
+    if spec is None:
+        return METRICS
+    names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
+    bad = [n for n in names if n not in METRICS]
+    if bad or not names:
+        raise ConfigError(f"unknown metric(s) {bad or spec!r}; choose from {','.join(METRICS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def _rows(x: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """n random rows of x (all of them when n >= len(x)), reproducibly."""
+    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))
+    return x[perm[:n]]
+
+
+def _stage(progress: StageProgress | None, name: str):
+    return None if progress is None else (lambda done, total: progress(name, done, total))
+
+
+def evaluate_run(run: Any, splits: Splits, *, out_dir: pathlib.Path | str,
+                 metrics_to_run: Sequence[str] = METRICS, n_samples: int = 10000, seed: int = 0,
+                 parzen_variant: str = "gmmn", metrics_file: pathlib.Path | str | None = None,
+                 cache_dir: pathlib.Path | str | None = None,
+                 progress: StageProgress | None = None) -> dict:
+    """Compute the chosen metrics and figures; write report.json and report.md in out_dir."""
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    chosen = parse_metrics(metrics_to_run)
+    shape = splits.image_shape
+    report: dict[str, Any] = {"dataset": splits.name, "n_samples": n_samples, "seed": seed,
+                              "metrics": list(chosen), "figures": {}}
+    # Seeds 0/1 (offset by `seed`) are the Parzen protocol's; other metrics use seed + 2.
+    samples = torch.as_tensor(run.sample(min(n_samples, splits.test.shape[0]), seed=seed + 2))
+    samples = samples.detach().reshape(samples.shape[0], -1).float().cpu()
+    if shape is not None:
+        report["figures"]["samples"] = str(figures.save_sample_grid(
+            samples[:100], out / "samples.png", image_shape=shape).name)
+    if metrics_file is not None and pathlib.Path(metrics_file).exists():
+        report["figures"]["training_curves"] = figures.save_training_curves(
+            metrics_file, out / "training_curves.png").name
+    if "parzen" in chosen:
+        res = parzen_protocol(run.sample, splits, n_samples=n_samples, seed=seed,
+                              variant=parzen_variant, progress=_stage(progress, "parzen"))
+        n_ref = min(n_samples, splits.train.shape[0])
+        ref = parzen_protocol(lambda n, *, seed: _rows(splits.train, n, seed), splits,
+                              n_samples=n_ref, seed=seed, variant=parzen_variant,
+                              progress=_stage(progress, "parzen (training data)"))
+        report["parzen"] = {**res.to_dict(), "reference": {
+            "what": f"{n_ref} training images as samples", "mean": ref.mean,
+            "stderr": ref.stderr, "sigma": ref.sigma}}
+    n = samples.shape[0]
+    real = splits.test[:n]
+    train_ref = _rows(splits.train, n, seed + 3)
+    if "nn" in chosen:
+        nn_s = metrics.nearest_neighbours(samples[:1000], splits.train)[0][:, 0]
+        nn_t = metrics.nearest_neighbours(real[:1000], splits.train)[0][:, 0]
+        report["nn"] = {"median_distance_to_train": float(nn_s.median()),
+                        "reference": {"what": "test images", "median": float(nn_t.median())}}
+        if shape is not None:
+            report["nn"]["figure"] = report["figures"]["nn"] = figures.save_nearest_neighbours(
+                samples[:10], splits.train, out / "nearest_neighbours.png",
+                image_shape=shape).name
+    if "interpolation" in chosen:
+        g = torch.Generator().manual_seed(seed + 4)
+        ends = torch.rand(2, 8, int(run.prior_dim), generator=g) * 2 - 1  # uniform [-1, 1]
+        report["interpolation"] = {"figure": figures.save_interpolations(
+            run.decode_prior, ends[0], ends[1], out / "interpolations.png",
+            image_shape=shape).name}
+        report["figures"]["interpolation"] = report["interpolation"]["figure"]
+    if _NEEDS_CLASSIFIER & set(chosen):
+        _classifier_metrics(report, chosen, samples, real, train_ref, splits, seed=seed,
+                            cache_dir=cache_dir, progress=_stage(progress, "classifier"))
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    (out / "report.md").write_text(render_markdown(report))
+    return report
+
+
+def _classifier_metrics(report: dict, chosen: Sequence[str], samples, real, train_ref,
+                        splits: Splits, *, seed: int, cache_dir, progress) -> None:
+    try:
+        clf = clf_mod.load_or_train_classifier(splits, cache_dir=cache_dir, progress=progress)
+    except GMMNError as exc:  # e.g. unlabelled data: the other metrics still stand
+        for name in _NEEDS_CLASSIFIER & set(chosen):
+            report[name] = {"skipped": str(exc)}
+        return
+    report["classifier"] = {"test_accuracy": clf.test_accuracy,
+                            "cache": str(clf.path) if clf.path else None}
+    f_s, f_r, f_t = (clf_mod.features(clf, x) for x in (samples, real, train_ref))
+    what = f"{train_ref.shape[0]} training images in place of samples"
+    if "fd" in chosen:
+        report["fd"] = {"value": metrics.frechet_distance(f_s, f_r),
+                        "reference": {"what": what, "value": metrics.frechet_distance(f_t, f_r)}}
+    if "kid" in chosen:
+        km, ks = metrics.kernel_inception_distance(f_s, f_r, seed=seed)
+        rm, rs = metrics.kernel_inception_distance(f_t, f_r, seed=seed)
+        report["kid"] = {"mean": km, "std": ks, "reference": {"what": what, "mean": rm, "std": rs}}
+    if "coverage" in chosen:
+        ref_labels = splits.test_labels
+        cov = metrics.class_coverage(clf_mod.predict(clf, samples), n_classes=clf.n_classes,
+                                     reference=ref_labels)
+        cov_ref = metrics.class_coverage(clf_mod.predict(clf, train_ref),
+                                         n_classes=clf.n_classes, reference=ref_labels)
+        report["coverage"] = {**cov, "against": "test label distribution",
+                              "reference": {"what": what, **cov_ref}}
+    if "precision-recall" in chosen:
+        p, r = metrics.precision_recall(f_r, f_s)
+        rp, rr = metrics.precision_recall(f_r, f_t)
+        report["precision-recall"] = {"precision": p, "recall": r, "k": 3, "reference": {
+            "what": what, "precision": rp, "recall": rr}}
+
+
+def _fmt(v: Any, err: Any = None) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return str(v)
+    s = f"{v:.4g}" if isinstance(v, float) else str(v)
+    return f"{s} +- {err:.2g}" if err is not None else s
+
+
+def render_markdown(report: dict) -> str:
+    """A one-screen summary: each metric, the model's value, the real-data reference."""
+    rows = []
+    if "parzen" in report:
+        p = report["parzen"]
+        rows.append(("Parzen log-likelihood (nats, higher better)", _fmt(p["mean"], p["stderr"])
+                     + f" at sigma {p['sigma']:.3g}",
+                     _fmt(p["reference"]["mean"], p["reference"]["stderr"])))
+    if "nn" in report:
+        rows.append(("median distance to nearest training image",
+                     _fmt(report["nn"]["median_distance_to_train"]),
+                     _fmt(report["nn"]["reference"]["median"]) + " (test images)"))
+    if "fd" in report and "skipped" not in report["fd"]:
+        rows.append(("Frechet distance on classifier features (lower better)",
+                     _fmt(report["fd"]["value"]), _fmt(report["fd"]["reference"]["value"])))
+    if "kid" in report and "skipped" not in report["kid"]:
+        k = report["kid"]
+        rows.append(("KID (lower better, ~0 is ideal)", _fmt(k["mean"], k["std"]),
+                     _fmt(k["reference"]["mean"], k["reference"]["std"])))
+    if "coverage" in report and "skipped" not in report["coverage"]:
+        c, r = report["coverage"], report["coverage"]["reference"]
+        rows.append(("classes present", _fmt(c["classes_present"]), _fmt(r["classes_present"])))
+        rows.append(("total variation to test labels", _fmt(c["total_variation"]),
+                     _fmt(r["total_variation"])))
+    if "precision-recall" in report and "skipped" not in report["precision-recall"]:
+        pr, r = report["precision-recall"], report["precision-recall"]["reference"]
+        rows.append(("precision / recall (k=3)", f"{pr['precision']:.3f} / {pr['recall']:.3f}",
+                     f"{r['precision']:.3f} / {r['recall']:.3f}"))
+    lines = [f"# Evaluation: {report['dataset']}", "",
+             "Reference = the same procedure with real training images in place of samples.", "",
+             "| metric | model | real-data reference |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    if "classifier" in report:
+        lines += ["", f"Feature classifier test accuracy: "
+                      f"{report['classifier']['test_accuracy']:.4f}."]
+    skipped = [f"- {k}: {report[k]['skipped']}" for k in METRICS
+               if isinstance(report.get(k), dict) and "skipped" in report[k]]
+    if skipped:
+        lines += ["", "Skipped:", *skipped]
+    lines += [""] + [f"![{k}]({v})" for k, v in report["figures"].items()]
+    return "\n".join(lines) + "\n"
