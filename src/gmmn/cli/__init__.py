@@ -18,6 +18,7 @@ from gmmn.mmd import MMDError
 
 # Subcommand modules, in the order `gmmn --help` lists them.
 _COMMANDS: tuple[str, ...] = (
+    "gmmn.cli.mmd_test",
 )
 
 USER_ERRORS = (GMMNError, MMDError)
