@@ -210,8 +210,9 @@ def fourier_features(z: Tensor, spec: KernelSpec, num_features: int,
     n_scales = len(spec.sigmas)
     counts = [num_features // n_scales + (i < num_features % n_scales) for i in range(n_scales)]
     dev = generator.device if generator is not None else z.device
-    omega = torch.randn(z.shape[1], num_features, generator=generator, dtype=z.dtype, device=dev)
-    omega = omega.to(z.device)
+    # Drawn in float64 whatever z is, so one seed gives the same features in either dtype.
+    omega = torch.randn(z.shape[1], num_features, generator=generator, dtype=torch.float64,
+                        device=dev).to(device=z.device, dtype=z.dtype)
     pairs = list(zip(counts, spec.sigmas, spec.weights, strict=True))
     inv_sigma = torch.cat([z.new_full((c,), 1.0 / s) for c, s, _ in pairs])  # (F,)
     amp = torch.cat([z.new_full((c,), math.sqrt(w / c)) for c, _, w in pairs])  # (F,)
