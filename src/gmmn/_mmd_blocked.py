@@ -26,7 +26,7 @@ from torch import Tensor
 from gmmn._mmd_kernels import KernelSpec, tile_sums
 
 # On CPU, tiles larger than this stop fitting in cache and the elementwise passes slow down.
-CPU_TILE_CAP = 768
+CPU_TILE_CAP = 1024
 
 
 def choose_block(n_rows: int, spec: KernelSpec, dtype: torch.dtype, device: torch.device,
@@ -75,12 +75,13 @@ class QuadFormMMD(torch.autograd.Function):
         for i, (a0, a1, ga) in enumerate(blocks):
             for b0, b1, gb in blocks[i:]:
                 shape = (a1 - a0, b1 - b0)
-                bufs = [w[: shape[0] * shape[1]].view(shape) for w in work]
-                tile = torch.mm(left[a0:a1], right[b0:b1].T, out=bufs[0])
+                tiles = work[:, : shape[0] * shape[1]].view(-1, *shape)  # (buffers, b1, b2)
+                tile, slope = tiles[0], tiles[-1]
+                torch.mm(left[a0:a1], right[b0:b1].T, out=tile)
                 if a0 == b0:
                     tile.diagonal().zero_()  # D_ii = 0 exactly, so k(z_i, z_i) = sum(w)
                 grad_a, grad_b = need[ga], need[gb] and a0 != b0
-                s, slope = tile_sums(tile, spec, bufs[1:], grad_a or grad_b)
+                s = tile_sums(tiles, spec, grad_a or grad_b)
                 cf = coef[ga][gb]
                 total += s * (cf if a0 == b0 else 2 * cf)
                 if grad_a:

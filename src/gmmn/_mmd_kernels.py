@@ -107,7 +107,7 @@ class KernelSpec:
         return self.plan[0] if self.plan is not None else 1.0
 
     def n_buffers(self) -> int:
-        """Tile-sized buffers :func:`tile_sums` needs: exponent, powers, temp, slope."""
+        """Tile-sized buffers :func:`tile_sums` needs: exponent and powers, temp, slope."""
         if self.name == "gaussian" and self.plan is not None:
             return max(self.plan[1]).bit_length() + 2
         return 3
@@ -119,64 +119,76 @@ def make_spec(name: str, sigmas: tuple[float, ...], weights: tuple[float, ...],
     return KernelSpec(name, sigmas, weights, plan)
 
 
-def tile_sums(x_tile: Tensor, spec: KernelSpec, bufs: list[Tensor],
-              need_slope: bool) -> tuple[Tensor, Tensor | None]:
-    """Sum of the kernel over one tile, and optionally the tile of slopes sum_s w_s * slope_s.
+def _power_chain(tiles: Tensor, spec: KernelSpec, need_slope: bool) -> Tensor:
+    """The plan path of :func:`tile_sums`: E = exp(-g0 d2), squares E^(2^j), few big ops.
 
-    ``x_tile`` (b1, b2) holds X = -c * d2 (c = spec.exponent_scale) and is overwritten.
-    ``bufs`` are spare tiles of the same shape. Returns (float64 0-dim sum, slope tile or None).
+    The squares live stacked in ``tiles[:L]`` so that the kernel sums of all of them are ONE
+    row-sum op and the slope sum_s w_s g_s E^(m_s) is ONE matrix-vector product; a scale
+    whose m has two bits adds a dot and an addcmul instead of storing E^m. Fewer, larger ops
+    matter on CPU: each parallel op waits for its slowest thread.
     """
-    # No clamp at d2 >= 0 on the gaussian paths: rounding can only push a near-duplicate
-    # pair's kernel a relative ~1e-6 above 1, and every pass over the tile costs time.
-    total = x_tile.new_zeros((), dtype=torch.float64)
-    slope = bufs[-1] if need_slope else None
-    first = True
+    n_sq = max(spec.plan[1]).bit_length()
+    squares, temp, slope = tiles[:n_sq], tiles[n_sq], tiles[-1]
+    squares[0].exp_()
+    for j in range(1, n_sq):
+        torch.mul(squares[j - 1], squares[j - 1], out=squares[j])
+    sum_w = [0.0] * n_sq  # weight of each square in the kernel sum
+    slope_w = [0.0] * n_sq  # ... and in the slope
+    extra = []  # (bits, w, g) of scales that are a product of squares
+    for m, w, g in zip(spec.plan[1], spec.weights, spec.gammas, strict=True):
+        bits = [j for j in range(m.bit_length()) if m >> j & 1]
+        if len(bits) == 1:
+            sum_w[bits[0]] += w
+            slope_w[bits[0]] += w * g
+        else:
+            extra.append((bits, w, g))
+    flat = squares.view(n_sq, -1)  # (L, b1 * b2), rows strided by the buffer size
+    sums = flat.sum(1, dtype=flat.dtype).double()  # (L,)
+    total = (sums * sums.new_tensor(sum_w)).sum()
+    if need_slope:
+        torch.mv(flat.T, flat.new_tensor(slope_w), out=slope.view(-1))
+    for bits, w, g in extra:
+        a, b = squares[bits[0]], squares[bits[1]]
+        if len(bits) > 2:
+            a = torch.mul(a, b, out=temp)
+            for j in bits[2:-1]:
+                a.mul_(squares[j])
+            b = squares[bits[-1]]
+        total = total + w * torch.dot(a.reshape(-1), b.reshape(-1)).double()
+        if need_slope:
+            slope.addcmul_(a, b, value=w * g)
+    return total
 
-    def add(p: Tensor, w: float, g: float) -> None:
-        nonlocal total, first
-        total = total + w * p.sum().double()  # float32 tile sums are pairwise: accurate
-        if slope is not None:
-            if first:
-                torch.mul(p, w * g, out=slope)
-            else:
-                slope.add_(p, alpha=w * g)
-        first = False
 
+def tile_sums(tiles: Tensor, spec: KernelSpec, need_slope: bool) -> Tensor:
+    """Sum of the kernel over one tile; with ``need_slope`` also sum_s w_s slope_s in tiles[-1].
+
+    ``tiles`` (spec.n_buffers(), b1, b2): tiles[0] holds X = -c * d2 (c =
+    spec.exponent_scale) and is overwritten, the others are scratch. Returns a float64 0-dim
+    tensor. No clamp at d2 >= 0 on the gaussian paths: rounding can only push a near-duplicate
+    pair's kernel a relative ~1e-6 above 1, and every pass over the tile costs time.
+    """
     if spec.name == "gaussian" and spec.plan is not None:
-        squares = [x_tile.exp_()]  # E = exp(-g0 d2); squares[j] = E^(2^j)
-        for _ in range(max(spec.plan[1]).bit_length() - 1):
-            squares.append(torch.mul(squares[-1], squares[-1], out=bufs[len(squares) - 1]))
-        temp = bufs[len(squares) - 1]
-        for m, w, g in zip(spec.plan[1], spec.weights, spec.gammas, strict=True):
-            bits = [j for j in range(m.bit_length()) if m >> j & 1]
-            if len(bits) == 2 and not first:
-                # E^m = E^a * E^b is never stored: one fused pass for the slope, one dot.
-                a, b = squares[bits[0]], squares[bits[1]]
-                total = total + w * torch.dot(a.view(-1), b.view(-1)).double()
-                if slope is not None:
-                    slope.addcmul_(a, b, value=w * g)
-                continue
-            p = squares[bits[0]]
-            if len(bits) > 1:
-                p = torch.mul(p, squares[bits[1]], out=temp)
-                for j in bits[2:]:
-                    p.mul_(squares[j])
-            add(p, w, g)
-    elif spec.name == "gaussian":
-        for w, g in zip(spec.weights, spec.gammas, strict=True):  # one exp per scale
-            add(torch.mul(x_tile, g, out=bufs[0]).exp_(), w, g)
-    else:
-        kern = KERNELS[spec.name]
-        d2 = x_tile.neg_().clamp_(min=0.0)  # rounding can make d2 < 0: sqrt would give NaN
-        for w, s in zip(spec.weights, spec.sigmas, strict=True):
-            total = total + w * kern.value(d2, s).sum().double()
-            if slope is not None:
-                if first:
-                    slope.copy_(kern.slope(d2, s)).mul_(w)
-                else:
-                    slope.add_(kern.slope(d2, s), alpha=w)
-            first = False
-    return total, slope
+        return _power_chain(tiles, spec, need_slope)
+    x_tile, temp, slope = tiles[0], tiles[1], tiles[-1]
+    total = x_tile.new_zeros((), dtype=torch.float64)
+    kern = KERNELS[spec.name]
+    if spec.name != "gaussian":
+        x_tile.neg_().clamp_(min=0.0)  # d2; rounding can make it < 0, and sqrt would give NaN
+    for i, (w, s, g) in enumerate(zip(spec.weights, spec.sigmas, spec.gammas, strict=True)):
+        if spec.name == "gaussian":  # one exp per scale
+            p = torch.mul(x_tile, g, out=temp).exp_()
+            dp = p * g if need_slope else None
+        else:
+            p = kern.value(x_tile, s)
+            dp = kern.slope(x_tile, s) if need_slope else None
+        total = total + w * p.sum().double()  # float32 tile sums are pairwise: accurate
+        if dp is not None:
+            if i == 0:
+                torch.mul(dp, w, out=slope)
+            else:
+                slope.add_(dp, alpha=w)
+    return total
 
 
 def sq_dists(a: Tensor, b: Tensor) -> Tensor:
