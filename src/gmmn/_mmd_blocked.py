@@ -12,7 +12,7 @@ With K'_ij = -dk/dD (the kernel's slope), dD_ij/dz_i = 2 (z_i - z_j) and C, D sy
 
 where H = (C o K') @ [z, 1]: ONE GEMM over the tiles, computed in the forward pass (while the
 tile is in cache) so the backward pass is a scaling. The forward Gram tile is ONE GEMM of
-augmented rows [z_i, |z_i|^2, 1] . [2c z_j, -c, -c |z_j|^2] = -c D_ij, only for tiles on or
+augmented rows [z_i, 1, |z_i|^2] . [2c z_j, -c |z_j|^2, -c] = -c D_ij, only for tiles on or
 above the diagonal (symmetry). Peak extra memory is a few tiles, whatever N is.
 """
 
@@ -60,11 +60,11 @@ class QuadFormMMD(torch.autograd.Function):
         c = spec.exponent_scale
         sq = z.pow(2).sum(1, keepdim=True)  # (N, 1)
         ones = torch.ones_like(sq)
-        left = torch.cat([z, sq, ones], 1)  # (N, d + 2)
-        right = torch.cat([z * (2 * c), ones * -c, sq * -c], 1)  # (N, d + 2)
+        left = torch.cat([z, ones, sq], 1)  # (N, d + 2)
+        right = torch.cat([z * (2 * c), sq * -c, ones * -c], 1)  # (N, d + 2)
         del sq
-        rhs = torch.cat([z, ones], 1) if any(need) else None  # (N, d + 1)
-        h = torch.zeros_like(rhs) if any(need) else None  # (N, d + 1)
+        rhs = left[:, : d + 1]  # (N, d + 1) = [z, 1], a view: no copy
+        h = z.new_zeros(rhs.shape) if any(need) else None  # (N, d + 1)
 
         blocks = [(a, b, 0) for a, b in _split(0, n, block)]
         blocks += [(a, b, 1) for a, b in _split(n, z.shape[0], block)]
