@@ -120,6 +120,16 @@ def test_gradcheck_mmd2_through_the_custom_function(estimator, kernel):
     assert torch.autograd.gradcheck(f, (x, y))
 
 
+def test_gradcheck_one_exp_per_scale_path():
+    sig = [0.8, 0.8 * math.pi]  # no common base: one exp per scale
+    assert make_spec("gaussian", tuple(sig), (1.0, 1.0)).plan is None
+    x, y = sample(7, 5, shift=0.5)
+    x.requires_grad_()
+    y.requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda a, b: mmd2(a, b, sigmas=sig, weights=[0.3, 1.2], block_size=4), (x, y))
+
+
 def test_gradcheck_mmd_loss_and_linear_and_rff():
     x, y = sample(8, 6, shift=0.5)
     x.requires_grad_()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from gmmn.errors import DataError
 from gmmn.mmd import MMDError, TwoSampleResult, mmd2, two_sample_test
 
 F64 = torch.float64
@@ -107,21 +108,26 @@ def test_cli_prints_json(tmp_path, cli):
     ("bad.txt", b"1,2", "unsupported file type"),
     ("missing.npy", None, "missing.npy does not exist"),
 ])
-def test_cli_bad_file_is_one_line_naming_it(tmp_path, cli, name, content, message):
+def test_cli_bad_file_is_one_line_naming_it(tmp_path, capsys, name, content, message):
+    from gmmn.cli import main
+
     np.save(tmp_path / "a.npy", np.zeros((5, 3)))
     if content is not None:
         (tmp_path / name).write_bytes(content)
-    out = cli("mmd-test", str(tmp_path / "a.npy"), str(tmp_path / name))
-    assert out.returncode == 2
-    assert message in out.stderr and "Traceback" not in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
+    assert main(["mmd-test", str(tmp_path / "a.npy"), str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
-def test_cli_refuses_pickles_and_ambiguous_npz(tmp_path, cli):
+def test_cli_refuses_pickles_and_ambiguous_npz_without_traceback(tmp_path, cli):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     np.savez(tmp_path / "two.npz", p=np.zeros((4, 2)), q=np.zeros((4, 2)))
-    out = cli("mmd-test", str(tmp_path / "obj.npy"), str(tmp_path / "two.npz"))
-    assert out.returncode == 2 and "obj.npy" in out.stderr and "Traceback" not in out.stderr
     np.save(tmp_path / "a.npy", np.zeros((4, 2)))
-    out = cli("mmd-test", str(tmp_path / "a.npy"), str(tmp_path / "two.npz"))
-    assert out.returncode == 2 and "choose one with --key-b" in out.stderr
+    out = cli("mmd-test", str(tmp_path / "obj.npy"), str(tmp_path / "a.npy"))
+    assert out.returncode == 2 and "obj.npy" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    from gmmn.cli import main
+
+    with pytest.raises(DataError, match="choose one with --key-b"):  # --debug re-raises
+        main(["--debug", "mmd-test", str(tmp_path / "a.npy"), str(tmp_path / "two.npz")])
