@@ -79,7 +79,9 @@ def _check_samples(x: Tensor, y: Tensor) -> None:
         raise MMDError(f"x is {x.dtype} on {x.device} but y is {y.dtype} on {y.device}; "
                        "move both to one dtype and device")
     for name, t in (("x", x), ("y", y)):
-        if not bool(torch.isfinite(t).all()):
+        # One pass: a NaN or inf anywhere makes the sum non-finite; only then (or on overflow
+        # of a huge but finite sum) look element by element.
+        if not bool(torch.isfinite(t.detach().sum())) and not bool(torch.isfinite(t).all()):
             raise MMDError(f"{name} contains NaN or infinite values; clean or drop those rows")
 
 
@@ -142,6 +144,8 @@ def mmd2(x: Tensor, y: Tensor, *, sigmas: Sequence[float], weights: Sequence[flo
             coefs = (1 / (n * (n - 1)), 1 / (m * (m - 1)), -1 / (n * m))
             # k(z, z) = sum(w) for every registered kernel: remove the i = j terms exactly.
             const = -(1 / (n - 1) + 1 / (m - 1)) * sum(spec.weights)
+        if not torch.is_grad_enabled():  # the Function would still see requires_grad inputs
+            x, y = x.detach(), y.detach()  # and form a gradient nobody can use
         return QuadFormMMD.apply(x, y, spec, coefs, const, block_size)
     if estimator == "linear":
         half = min(n, m) // 2
