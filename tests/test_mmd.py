@@ -143,6 +143,16 @@ def test_gradcheck_mmd_loss_and_linear_and_rff():
         generator=torch.Generator().manual_seed(3)), (x, y))
 
 
+def test_no_grad_gives_the_same_value_without_a_graph():
+    x, y = sample(10, 12)
+    x.requires_grad_()
+    with torch.no_grad():
+        a = mmd_loss(x, y, sigmas=[1.0, 2.0])
+    b = mmd_loss(x, y, sigmas=[1.0, 2.0])
+    assert not a.requires_grad and b.requires_grad
+    assert float(a) == float(b.detach())
+
+
 def test_gradient_only_for_inputs_that_need_it():
     x, y = sample(10, 12)
     x.requires_grad_()
