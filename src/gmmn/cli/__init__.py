@@ -20,6 +20,7 @@ from gmmn.mmd import MMDError
 _COMMANDS: tuple[str, ...] = (
     "gmmn.cli.data",
     "gmmn.cli.evaluate",
+    "gmmn.cli.mmd_test",
 )
 
 USER_ERRORS = (GMMNError, MMDError)
