@@ -18,6 +18,8 @@ from gmmn.mmd import MMDError
 
 # Subcommand modules, in the order `gmmn --help` lists them.
 _COMMANDS: tuple[str, ...] = (
+    "gmmn.cli.train",
+    "gmmn.cli.sample",
 )
 
 USER_ERRORS = (GMMNError, MMDError)
