@@ -22,6 +22,11 @@ from gmmn.models import GenerativeModel, build_model
 
 log = logging.getLogger(__name__)
 
+# The paper's lr 2 suits a sigmoid output; a linear output (data outside [0, 1]) overshoots
+# far beyond the kernel's reach with it, where gradients vanish. 0.1 converges on
+# standardised data.
+LINEAR_OUTPUT_LR = 0.1
+
 
 @dataclass
 class Run:
@@ -117,7 +122,8 @@ class GMMN:
     :class:`gmmn.config.TrainConfig` field can be overridden by keyword. ``sigmas="median"``
     (the default for data-space models) scales the kernel to the data: the median pairwise
     distance m of up to 1000 training points times (1/6, 1/4, 1/3, 1/2, 2/3, 1) — the ratios
-    that the digits preset uses.
+    that the digits preset uses. For data outside [0, 1] (linear generator output) the
+    learning rate defaults to 0.1 instead of the presets' 2.
     """
 
     def __init__(self, *, autoencoder: bool = False, preset: str | None = None,
@@ -144,6 +150,8 @@ class GMMN:
                       device=self.device, dataset=splits.name, checkpoint_every=0)
         if self.iterations is not None:
             fields["iterations"] = self.iterations
+        if "lr" not in self.overrides and not self.autoencoder and not splits.unit_interval:
+            fields["lr"] = LINEAR_OUTPUT_LR
         if self.sigmas == "median":
             if not self.autoencoder:
                 fields["sigmas"] = median_sigmas(splits.train, seed=self.seed)

@@ -54,9 +54,11 @@ def load_checkpoint(path: str | os.PathLike, *, map_location="cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        why = next((ln.split("error:", 1)[-1].split(" was not", 1)[0].strip()
+                    for ln in str(exc).splitlines() if "Unsupported global" in ln), "")
         raise CheckpointError(
-            f"{path} carries pickled Python objects that a safe load refuses to run; only "
-            f"load checkpoints written by gmmn ({str(exc).splitlines()[0]})") from exc
+            f"{path} carries pickled Python objects that a safe load refuses to run ({why}); "
+            f"load only checkpoints written by gmmn") from exc
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a readable checkpoint ({exc})") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:

@@ -175,5 +175,6 @@ def package_versions() -> dict[str, str]:
 
     import gmmn
 
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "gmmn": gmmn.__version__}
+    # str(): torch's version is a str subclass that a weights-only load refuses.
+    return {"python": platform.python_version(), "torch": str(torch.__version__),
+            "numpy": str(numpy.__version__), "gmmn": str(gmmn.__version__)}

@@ -125,6 +125,9 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool =
         raise CheckpointError(f"the run in {out} was trained on {state['data']['dim']}-"
                               f"dimensional data but {cfg.dataset!r} has {info['dim']}")
     model = build_model(cfg, info["dim"], unit_interval=info["unit_interval"]).to(device)
+    if not model.generator.sigmoid_output and cfg.lr > 0.5:
+        log.warning("lr %g with a linear generator output (data outside [0, 1]) tends to "
+                    "diverge; consider --lr 0.1", cfg.lr)
     train_x = splits.train.to(device=device, dtype=torch.float32)
     logger = _RunLogger(out, cfg, state, splits.image_shape)
     names = stage_names(cfg)
