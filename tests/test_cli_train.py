@@ -137,3 +137,19 @@ def test_api_fit_sample_save_load(tmp_path):
     assert ae.sample(4).shape == (4, 10)
     with pytest.raises(Exception, match="not fitted"):
         GMMN().sample(3)
+
+
+def test_samples_of_standardised_data_come_back_in_data_units(tmp_path):
+    from types import SimpleNamespace
+
+    z = torch.from_numpy(np.random.default_rng(0).normal(size=(400, 2)).astype(np.float32))
+    mean, std = torch.tensor([100.0, -5.0]), torch.tensor([10.0, 0.1])
+    splits = SimpleNamespace(name="standardised", train=z, image_shape=None,
+                             unit_interval=False, source="test", mean=mean, std=std)
+    cfg = dataclasses.replace(get_preset("digits-gmmn"), iterations=200, hidden=(16,),
+                              lr=0.1, sample_batch_size=64, data_batch_size=64,
+                              sigmas=(0.5, 1.0, 2.0), sample_every=0)
+    train(cfg, splits=splits, out_dir=tmp_path)
+    x = load_run(tmp_path).sample(2000, seed=0)
+    assert torch.allclose(x.mean(0), mean, atol=0, rtol=0.05)
+    assert x[:, 1].std() < 1  # in data units: column 1 varies by about 0.1

@@ -19,6 +19,7 @@ from gmmn.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from gmmn.config import TrainConfig
 from gmmn.errors import DataError
 from gmmn.models import GenerativeModel, build_model
+from gmmn.runner import to_data_units, train
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class Run:
     """A trained model rebuilt from its checkpoint alone (config and weights are stored)."""
 
     config: TrainConfig
-    data: dict  # name, dim, image_shape, unit_interval, source
+    data: dict  # name, dim, image_shape, unit_interval, source, mean, std
     model: GenerativeModel
     done: bool
 
@@ -64,7 +65,8 @@ class Run:
         if z.ndim != 2 or z.shape[1] != self.prior_dim:
             raise DataError(f"prior points must have shape (k, {self.prior_dim}), "
                             f"got {tuple(z.shape)}")
-        return self.model.decode_prior(z.to(self.device, torch.float32))
+        return to_data_units(self.model.decode_prior(z.to(self.device, torch.float32)),
+                             self.data)
 
     @torch.no_grad()
     def sample(self, n: int, *, seed: int | None = None) -> torch.Tensor:
@@ -72,7 +74,7 @@ class Run:
         if n <= 0:
             raise DataError(f"the number of samples must be positive, got {n}")
         gen = None if seed is None else torch.Generator().manual_seed(seed)
-        return self.model.sample(n, generator=gen)
+        return to_data_units(self.model.sample(n, generator=gen), self.data)
 
 
 def load_run(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> Run:
@@ -161,8 +163,6 @@ class GMMN:
 
     def fit(self, X, *, image_shape: tuple[int, int] | None = None, callback=None) -> GMMN:
         """Train on the rows of ``X`` (N, D); returns ``self``."""
-        from gmmn.runner import train
-
         splits = array_splits(X, image_shape=image_shape)
         result = train(self._config(splits), splits=splits, callback=callback)
         self._state = result.checkpoint

@@ -62,10 +62,22 @@ def load_splits(cfg: TrainConfig):
 
 
 def data_info(splits) -> dict:
+    """What sampling needs to know about the data, stored in every checkpoint. ``mean`` and
+    ``std`` (standardised data only) map generated values back to data units."""
     shape = splits.image_shape
+    mean, std = getattr(splits, "mean", None), getattr(splits, "std", None)
     return {"name": splits.name, "dim": int(splits.train.shape[1]),
             "image_shape": None if shape is None else list(shape),
-            "unit_interval": bool(splits.unit_interval), "source": str(splits.source)}
+            "unit_interval": bool(splits.unit_interval), "source": str(splits.source),
+            "mean": None if mean is None else mean.detach().cpu().float().clone(),
+            "std": None if std is None else std.detach().cpu().float().clone()}
+
+
+def to_data_units(x: torch.Tensor, info: dict) -> torch.Tensor:
+    """Undo the loader's standardisation (identity for data that was not standardised)."""
+    if info.get("mean") is None or info.get("std") is None:
+        return x
+    return x * info["std"].to(x) + info["mean"].to(x)
 
 
 def stage_names(cfg: TrainConfig) -> list[str]:
@@ -129,7 +141,7 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool =
         log.warning("lr %g with a linear generator output (data outside [0, 1]) tends to "
                     "diverge; consider --lr 0.1", cfg.lr)
     train_x = splits.train.to(device=device, dtype=torch.float32)
-    logger = _RunLogger(out, cfg, state, splits.image_shape)
+    logger = _RunLogger(out, cfg, state, splits.image_shape, info)
     names = stage_names(cfg)
     first, start = 0, 0
     if state is not None:
@@ -210,8 +222,8 @@ class _RunLogger:
     """metrics.jsonl, TensorBoard, sample grids and checkpoint files of one run directory."""
 
     def __init__(self, out: Path | None, cfg: TrainConfig, state: dict | None,
-                 image_shape) -> None:
-        self.out, self.cfg, self.image_shape = out, cfg, image_shape
+                 image_shape, info: dict) -> None:
+        self.out, self.cfg, self.image_shape, self.info = out, cfg, image_shape, info
         self.t0 = time.perf_counter()
         self.elapsed0 = float(state["elapsed"]) if state is not None else 0.0
         self.metrics = self.tb = None
@@ -257,7 +269,8 @@ class _RunLogger:
         # A fixed noise stream of its own: pictures never touch the training RNGs.
         images = stage.sample(GRID_SAMPLES, make_generator(self.cfg.seed, "pictures"))
         if images is not None:
-            save_grid(images, tuple(self.image_shape), self.out / name)
+            save_grid(to_data_units(images, self.info), tuple(self.image_shape),
+                      self.out / name)
 
     def flush(self) -> int:
         if self.metrics is None:
