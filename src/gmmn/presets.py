@@ -120,6 +120,7 @@ DIGITS_GMMN_AE = replace(
     finetune_iterations=2000,
     sigmas=(0.25, 0.5, 1.0, 2.0),  # codes in [0, 1]^12: median distance ~1.2
     hidden=(64, 256, 256),
+    lr=1.0,  # lr 2 collapsed every sample onto one code with an 8-unit code; 1 has margin
     iterations=3000,
     late_from=2000,
     sample_batch_size=500,

@@ -48,6 +48,8 @@ GRID_SAMPLES = 100
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and name != "cuda" and not name.startswith("cuda:"):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {name} was requested but CUDA is not available here; "
                           f"use --device cpu or auto")

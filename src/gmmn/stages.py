@@ -111,7 +111,7 @@ class GMMNStage(_SampledStage):
     def loss(self, t: int) -> torch.Tensor:
         gen = self.model.generator
         x = self.gather(gen(gen.sample_prior(self.cfg.sample_batch_size, self.rng)))
-        y = self.sampler.next()
+        y = self.gather(self.sampler.next())
         return mmd_loss(x, y, sigmas=list(self.cfg.sigmas),
                         weights=None if self.cfg.sigma_weights is None
                         else list(self.cfg.sigma_weights))

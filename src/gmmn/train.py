@@ -12,8 +12,9 @@ fine-tuning — runs through :func:`train_loop`. What differs between them lives
 * ``stage.after_step(t)``: periodic work after iteration t (the autoencoder's "keep the best
   training loss" evaluation) returning extra metrics.
 * :class:`Hooks`: data-parallel training plugs in here. ``gather`` is handed to objectives,
-  which call it on generated samples before the loss so that every worker computes the MMD of
-  the global batch; ``reduce_gradients`` runs between ``backward`` and the optimiser step (an
+  which call it on generated samples and data batches before the loss so that every worker
+  computes the MMD of the global batches (all-gather with gradient flowing back to the local
+  shard); ``reduce_gradients`` runs between ``backward`` and the optimiser step (an
   all-reduce of the gradients). Defaults are the single-process identity.
 
 Released-code SGD (Li et al.'s gnumpy code, and our :class:`ReleasedSGD`)::
