@@ -163,3 +163,10 @@ def test_gmmn_steps_decrease_the_mmd():
     train_loop(stage, on_step=lambda info: losses.append(float(info.losses["mmd"])))
     assert len(losses) == 60
     assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:10]) / 10
+
+
+def test_every_config_field_has_help():
+    from gmmn.config import FIELD_HELP
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset"}
+    assert names == set(FIELD_HELP)

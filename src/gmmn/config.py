@@ -178,3 +178,43 @@ def package_versions() -> dict[str, str]:
     # str(): torch's version is a str subclass that a weights-only load refuses.
     return {"python": platform.python_version(), "torch": str(torch.__version__),
             "numpy": str(numpy.__version__), "gmmn": str(gmmn.__version__)}
+
+
+# One line per field for `gmmn train --help` (the flag is the field name with dashes).
+FIELD_HELP = {
+    "dataset": "dataset name (digits, mnist, fashion-mnist, tfd) or a path to your data",
+    "data_dir": "where dataset files are looked for / cached",
+    "standardize": "z-score each feature (the generator output becomes linear)",
+    "seed": "seed of weights, prior noise, dropout and data order",
+    "device": "auto, cpu, cuda or cuda:N",
+    "checkpoint_every": "checkpoint every N iterations (0: only at stage ends)",
+    "log_every": "a metrics.jsonl line every N iterations",
+    "sample_every": "a sample grid every N iterations (image data; 0: only at the end)",
+    "prior_dim": "dimension of the uniform prior on [-1, 1]",
+    "hidden": "generator hidden layer sizes, comma-separated",
+    "output": "generator output: auto, sigmoid or linear",
+    "init_std": "initial weights init_std * N(0, 1), biases 0 ('none': PyTorch default)",
+    "sigmas": "kernel standard deviations, comma-separated, or mnist, tfd, mnist-code, tfd-code",
+    "sigma_weights": "one weight per kernel scale (default all 1)",
+    "iterations": "GMMN iterations",
+    "lr": "GMMN learning rate",
+    "momentum": "GMMN momentum",
+    "late_from": "iteration from which lr * late_lr_factor and late_momentum apply",
+    "late_lr_factor": "lr factor from late_from on",
+    "late_momentum": "momentum from late_from on",
+    "sample_batch_size": "generated samples per GMMN step",
+    "data_batch_size": "data (or code) points per GMMN step (released code: 100)",
+    "autoencoder": "GMMN+AE: train an autoencoder and the GMMN on its codes",
+    "ae_hidden": "encoder layer sizes after the input, comma-separated (last: code size)",
+    "ae_dropout": "dropout rate on each encoder layer's input, comma-separated",
+    "released_dropout": "released-code dropout: masks not rescaled, weights / (1-p) on copy",
+    "ae_lr": "autoencoder learning rate (pretraining and fine-tuning)",
+    "ae_batch_size": "autoencoder batch size",
+    "ae_clip": "autoencoder gradient-norm clip",
+    "pretrain_iterations": "layer-wise pretraining iterations per layer (0: skip)",
+    "pretrain_momentum": "pretraining momentum",
+    "finetune_iterations": "fine-tuning iterations (0: skip)",
+    "finetune_momentum": "fine-tuning momenta, comma-separated",
+    "finetune_momentum_from": "iteration (from 1) where each fine-tuning momentum starts",
+    "ae_eval_every": "fine-tuning: training loss every N iterations, best kept",
+}

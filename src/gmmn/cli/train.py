@@ -12,7 +12,7 @@ import sys
 import types
 import typing
 
-from gmmn.config import TrainConfig, field_types
+from gmmn.config import FIELD_HELP, TrainConfig, field_types
 from gmmn.errors import ConfigError
 
 # Flags this command defines itself (not generated from the config).
@@ -84,10 +84,10 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         if _base(hint) is bool:
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
-                               default=None)
+                               default=None, help=FIELD_HELP.get(name))
         else:
             group.add_argument(flag, dest=name, type=_parser_for(name, hint), default=None,
-                               metavar=name.upper())
+                               metavar=name.upper(), help=FIELD_HELP.get(name))
 
 
 def config_overrides(args: argparse.Namespace) -> dict:
@@ -106,7 +106,10 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a GMMN or GMMN+AE from a preset",
                               description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", help="named configuration (see docs/training.md)")
+    from gmmn.presets import PRESETS
+
+    p.add_argument("--preset", help=f"named configuration: {', '.join(PRESETS)} "
+                                    f"(see docs/training.md)")
     p.add_argument("--out", default=None, help="run directory (default: runs/PRESET)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint")
