@@ -57,11 +57,15 @@ class ReleasedSGD:
 
     @torch.no_grad()
     def step(self) -> None:
-        for p, v in zip(self.params, self.velocity, strict=True):
-            if p.grad is None:
-                continue
-            v.mul_(self.momentum).add_(p.grad, alpha=-self.lr)
-            p.add_(v)
+        pairs = [(p, v) for p, v in zip(self.params, self.velocity, strict=True)
+                 if p.grad is not None]
+        if not pairs:
+            return
+        params, velocity = [p for p, _ in pairs], [v for _, v in pairs]
+        # One fused kernel per operation over all tensors (same arithmetic as a loop).
+        torch._foreach_mul_(velocity, self.momentum)
+        torch._foreach_add_(velocity, [p.grad for p in params], alpha=-self.lr)
+        torch._foreach_add_(params, velocity)
 
     def state_dict(self) -> dict:
         return {"velocity": [v.detach().cpu().clone() for v in self.velocity]}
