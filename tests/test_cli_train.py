@@ -153,3 +153,14 @@ def test_samples_of_standardised_data_come_back_in_data_units(tmp_path):
     x = load_run(tmp_path).sample(2000, seed=0)
     assert torch.allclose(x.mean(0), mean, atol=0, rtol=0.05)
     assert x[:, 1].std() < 1  # in data units: column 1 varies by about 0.1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["digits-gmmn", "digits-gmmn-ae"])
+def test_digits_presets_end_to_end(preset, tmp_path, cli):
+    out = cli("train", "--preset", preset, "--out", str(tmp_path), "--no-progress")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    gmmn = [r["loss"] for r in rows if r["stage"] == "gmmn"]
+    assert gmmn[-1] < 0.5 * gmmn[0]
+    assert (tmp_path / "samples.png").exists()
