@@ -18,8 +18,10 @@ from gmmn.mmd import MMDError
 
 # Subcommand modules, in the order `gmmn --help` lists them.
 _COMMANDS: tuple[str, ...] = (
-    "gmmn.cli.data",
+    "gmmn.cli.train",
+    "gmmn.cli.sample",
     "gmmn.cli.evaluate",
+    "gmmn.cli.data",
     "gmmn.cli.mmd_test",
 )
 

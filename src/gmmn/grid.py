@@ -1,0 +1,45 @@
+"""Sample grids as PNG files (PIL only: no plotting backend needed)."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+
+
+def image_grid(images: torch.Tensor, image_shape: tuple[int, int], *, ncol: int | None = None,
+               pad: int = 1) -> np.ndarray:
+    """Tile (n, H*W) images into one uint8 (rows, cols) array, white-padded.
+
+    Values in [0, 1] map to grey levels directly; anything else is min-max scaled first.
+    """
+    x = images.detach().float().cpu().reshape(-1, *image_shape)
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0 or hi > 1:
+        x = (x - lo) / max(hi - lo, 1e-12)
+    n = len(x)
+    ncol = ncol or math.ceil(math.sqrt(n))
+    nrow = math.ceil(n / ncol)
+    h, w = image_shape
+    grid = np.ones((nrow * (h + pad) + pad, ncol * (w + pad) + pad), dtype=np.float32)
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        top, left = pad + r * (h + pad), pad + c * (w + pad)
+        grid[top:top + h, left:left + w] = x[i].numpy()
+    return (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
+
+
+def save_grid(images: torch.Tensor, image_shape: tuple[int, int], path: str | os.PathLike, *,
+              ncol: int | None = None, scale: int | None = None) -> None:
+    """Write a PNG grid of ``images``; small images are enlarged (nearest) to stay visible."""
+    from PIL import Image
+
+    grid = image_grid(images, image_shape, ncol=ncol)
+    if scale is None:
+        scale = max(1, 32 // max(image_shape))  # 8x8 digits x4; MNIST and TFD as they are
+    img = Image.fromarray(grid)
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    img.save(path)

@@ -1,0 +1,221 @@
+"""The paper's networks: the GMMN generator and the GMMN+AE autoencoder.
+
+Randomness never comes from the global RNG: the prior and the dropout masks take an explicit
+``torch.Generator`` so that a checkpoint can capture and restore it (bit-identical resume).
+
+Generator (Li et al. 2015, Sec. 4): z ~ U[-1, 1]^prior_dim, then ReLU layers
+(10-64-256-256-1024 in the paper) and a sigmoid output of the data or code size (linear for
+data that is not confined to [0, 1]).
+
+Autoencoder: sigmoid encoder layers with dropout on each layer's input and a mirrored sigmoid
+decoder. ``released_dropout=True`` copies the released code: dropout masks are NOT rescaled
+by 1/(1-p) (neither in training nor at test) and, when layer-wise pretraining ends, the
+encoder weights are divided by (1-p) (see :meth:`Autoencoder.released_rescale`).
+``released_dropout=False`` is standard inverted dropout and copies the weights unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gmmn.config import TrainConfig
+from gmmn.errors import ConfigError
+
+
+def init_linear(layer: nn.Linear, std: float | None, generator: torch.Generator | None
+                ) -> None:
+    """Released-code initialisation: weights std * N(0, 1), biases 0.
+
+    ``std=None`` gives PyTorch's default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and
+    biases, but drawn from ``generator`` so that a seed fixes it.
+    """
+    with torch.no_grad():
+        if std is None:
+            bound = layer.in_features ** -0.5
+            layer.weight.uniform_(-bound, bound, generator=generator)
+            layer.bias.uniform_(-bound, bound, generator=generator)
+        else:
+            layer.weight.normal_(0.0, std, generator=generator)
+            layer.bias.zero_()
+
+
+def dropout(x: torch.Tensor, p: float, generator: torch.Generator | None, *,
+            rescale: bool) -> torch.Tensor:
+    """Drop each entry with probability ``p``; identity when ``generator`` is None (test).
+
+    The mask is drawn on the CPU from ``generator`` so its state can be checkpointed.
+    """
+    if generator is None or p == 0:
+        return x
+    keep = torch.rand(x.shape, generator=generator).ge_(p).to(device=x.device, dtype=x.dtype)
+    return x * keep / (1.0 - p) if rescale else x * keep
+
+
+class Generator(nn.Module):
+    """MLP from the uniform prior to data (or code) space."""
+
+    def __init__(self, prior_dim: int, hidden: tuple[int, ...], out_dim: int, *,
+                 sigmoid_output: bool, init_std: float | None,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.prior_dim = prior_dim
+        self.out_dim = out_dim
+        self.sigmoid_output = sigmoid_output
+        sizes = (prior_dim, *hidden, out_dim)
+        pairs = zip(sizes[:-1], sizes[1:], strict=True)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
+        for layer in self.layers:
+            init_linear(layer, init_std, generator)
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n points of U[-1, 1]^prior_dim, drawn on the CPU, moved to the model's device."""
+        z = torch.rand(n, self.prior_dim, generator=generator) * 2 - 1
+        return z.to(self.layers[0].weight.device)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = z
+        for layer in self.layers[:-1]:
+            h = torch.relu(layer(h))
+        out = self.layers[-1](h)  # (n, out_dim)
+        return torch.sigmoid(out) if self.sigmoid_output else out
+
+
+class Autoencoder(nn.Module):
+    """Sigmoid encoder ``sizes[0] -> ... -> sizes[-1]`` with a mirrored decoder.
+
+    ``decoders[k]`` maps ``sizes[k+1] -> sizes[k]``, so encoder layer k and decoder layer k
+    together form the one-layer autoencoder that layer-wise pretraining trains.
+    ``sigmoid_output=False`` makes the last decoder layer linear (data outside [0, 1]).
+    """
+
+    def __init__(self, sizes: tuple[int, ...], dropout_rates: tuple[float, ...], *,
+                 released_dropout: bool, sigmoid_output: bool, init_std: float | None,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if len(dropout_rates) != len(sizes) - 1:
+            raise ValueError("one dropout rate per encoder layer")
+        self.sizes = tuple(sizes)
+        self.dropout_rates = tuple(dropout_rates)
+        self.released_dropout = released_dropout
+        self.sigmoid_output = sigmoid_output
+        pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+        self.encoders = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
+        self.decoders = nn.ModuleList(nn.Linear(b, a) for a, b in pairs)
+        for layer in (*self.encoders, *self.decoders):
+            init_linear(layer, init_std, generator)
+
+    @property
+    def depth(self) -> int:
+        return len(self.encoders)
+
+    @property
+    def code_dim(self) -> int:
+        return self.sizes[-1]
+
+    def encode_layer(self, k: int, h: torch.Tensor, generator: torch.Generator | None = None
+                     ) -> torch.Tensor:
+        h = dropout(h, self.dropout_rates[k], generator, rescale=not self.released_dropout)
+        return torch.sigmoid(self.encoders[k](h))
+
+    def decode_layer_logits(self, k: int, h: torch.Tensor) -> torch.Tensor:
+        """Pre-activation of decoder layer k (sigmoid or linear applied by the caller)."""
+        return self.decoders[k](h)
+
+    def decode_layer(self, k: int, h: torch.Tensor) -> torch.Tensor:
+        out = self.decode_layer_logits(k, h)
+        return out if (k == 0 and not self.sigmoid_output) else torch.sigmoid(out)
+
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Codes of ``x``; deterministic (no dropout) when ``generator`` is None."""
+        h = x
+        for k in range(self.depth):
+            h = self.encode_layer(k, h, generator)
+        return h
+
+    def decode_logits(self, code: torch.Tensor) -> torch.Tensor:
+        """Last decoder layer's pre-activation, for a numerically stable cross-entropy."""
+        h = code
+        for k in range(self.depth - 1, 0, -1):
+            h = self.decode_layer(k, h)
+        return self.decode_layer_logits(0, h)
+
+    def decode(self, code: torch.Tensor) -> torch.Tensor:
+        out = self.decode_logits(code)
+        return torch.sigmoid(out) if self.sigmoid_output else out
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.decode(self.encode(x, generator))
+
+    @torch.no_grad()
+    def released_rescale(self, k: int) -> None:
+        """Released-code quirk: divide pretrained encoder layer k's weights by (1 - p_k)."""
+        if self.released_dropout:
+            self.encoders[k].weight.div_(1.0 - self.dropout_rates[k])
+
+
+def reconstruction_loss(logits: torch.Tensor, target: torch.Tensor, *, sigmoid: bool
+                        ) -> torch.Tensor:
+    """Per-example loss summed over dimensions, averaged over the batch (as pynn did).
+
+    Binary cross-entropy -sum_d [t log y + (1-t) log(1-y)] with y = sigmoid(logits) for [0, 1]
+    targets; half the squared error for linear outputs.
+    """
+    n = target.shape[0]
+    if sigmoid:
+        total = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+    else:
+        total = 0.5 * (logits - target).pow(2).sum()
+    return total / n
+
+
+class GenerativeModel(nn.Module):
+    """A GMMN, optionally in an autoencoder's code space: prior -> generator -> (decoder)."""
+
+    def __init__(self, generator: Generator, autoencoder: Autoencoder | None = None) -> None:
+        super().__init__()
+        self.generator = generator
+        self.autoencoder = autoencoder
+
+    @property
+    def prior_dim(self) -> int:
+        return self.generator.prior_dim
+
+    def decode_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """Map prior points (k, prior_dim) to data space (k, D)."""
+        out = self.generator(z)
+        return out if self.autoencoder is None else self.autoencoder.decode(out)
+
+    def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.decode_prior(self.generator.sample_prior(n, generator))
+
+
+def build_model(cfg: TrainConfig, data_dim: int, *, unit_interval: bool) -> GenerativeModel:
+    """The networks ``cfg`` describes for data of dimension ``data_dim``.
+
+    The generator's output (data-space GMMN) or the autoencoder's input layer (GMMN+AE)
+    follows the data; everything else comes from the config. Weights are drawn from a
+    generator seeded with ``cfg.seed``.
+    """
+    rng = torch.Generator().manual_seed(cfg.seed)
+    if cfg.output == "auto":
+        sigmoid = unit_interval
+    else:
+        sigmoid = cfg.output == "sigmoid"
+    ae = None
+    out_dim = data_dim
+    if cfg.autoencoder:
+        if data_dim <= cfg.ae_hidden[-1]:
+            raise ConfigError(
+                f"the data has {data_dim} dimensions, but preset {cfg.preset!r} encodes into "
+                f"{cfg.ae_hidden[-1]}: an autoencoder needs a code smaller than its input; "
+                f"pass --ae-hidden with a smaller last size or use a preset without -ae")
+        ae = Autoencoder((data_dim, *cfg.ae_hidden), cfg.ae_dropout,
+                         released_dropout=cfg.released_dropout, sigmoid_output=unit_interval,
+                         init_std=cfg.init_std, generator=rng)
+        out_dim = cfg.ae_hidden[-1]
+        # Codes are sigmoid units in [0, 1], so the code-space generator ends in a sigmoid.
+        sigmoid = cfg.output != "linear"
+    gen = Generator(cfg.prior_dim, cfg.hidden, out_dim, sigmoid_output=sigmoid,
+                    init_std=cfg.init_std, generator=rng)
+    return GenerativeModel(gen, ae)

@@ -1,0 +1,211 @@
+"""The one training loop, the released-code SGD, and the schedules.
+
+Every stage of every model — data-space GMMN, code-space GMMN, autoencoder pretraining and
+fine-tuning — runs through :func:`train_loop`. What differs between them lives in a
+:class:`Stage` (see :mod:`gmmn.stages`), which the loop knows only through this interface:
+
+* ``stage.parts``: a sequence of :class:`Part`, each one optimiser, its schedule and the loss
+  it minimises. The loop runs the parts of an iteration in order. GMMN and autoencoders have
+  one part; a GAN baseline plugs in as two parts (discriminator, then generator) — alternating
+  steps with two optimisers, no copy of the loop. A part whose ``every`` is k > 1 runs only on
+  iterations divisible by k (e.g. k discriminator steps per generator step, inverted).
+* ``stage.after_step(t)``: periodic work after iteration t (the autoencoder's "keep the best
+  training loss" evaluation) returning extra metrics.
+* :class:`Hooks`: data-parallel training plugs in here. ``gather`` is handed to objectives,
+  which call it on generated samples and data batches before the loss so that every worker
+  computes the MMD of the global batches (all-gather with gradient flowing back to the local
+  shard); ``reduce_gradients`` runs between ``backward`` and the optimiser step (an
+  all-reduce of the gradients). Defaults are the single-process identity.
+
+Released-code SGD (Li et al.'s gnumpy code, and our :class:`ReleasedSGD`)::
+
+    v <- m * v - lr * g
+    p <- p + v
+
+``torch.optim.SGD`` keeps ``v <- m * v + g; p <- p - lr * v`` instead, which is the same only
+while lr is constant: at the GMMN's switch (lr / 10) torch's buffer still carries the old
+gradients at the new, smaller lr, the released form at the old lr.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+class ReleasedSGD:
+    """SGD with momentum in the released form ``v <- m v - lr g; p <- p + v``.
+
+    ``lr`` and ``momentum`` are plain attributes that a schedule sets before each step.
+    """
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], *, lr: float, momentum: float
+                 ) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.lr = lr
+        self.momentum = momentum
+        self.velocity = [torch.zeros_like(p) for p in self.params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        pairs = [(p, v) for p, v in zip(self.params, self.velocity, strict=True)
+                 if p.grad is not None]
+        if not pairs:
+            return
+        params, velocity = [p for p, _ in pairs], [v for _, v in pairs]
+        # One fused kernel per operation over all tensors (same arithmetic as a loop).
+        torch._foreach_mul_(velocity, self.momentum)
+        torch._foreach_add_(velocity, [p.grad for p in params], alpha=-self.lr)
+        torch._foreach_add_(params, velocity)
+
+    def state_dict(self) -> dict:
+        return {"velocity": [v.detach().cpu().clone() for v in self.velocity]}
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = state["velocity"]
+        if len(saved) != len(self.velocity):
+            raise ValueError("momentum buffers do not match the model's parameters")
+        for v, s in zip(self.velocity, saved, strict=True):
+            v.copy_(s)
+
+
+Schedule = Callable[[int], tuple[float, float]]  # iteration t (from 1) -> (lr, momentum)
+
+
+def gmmn_schedule(*, lr: float, momentum: float, late_from: int, late_lr_factor: float,
+                  late_momentum: float) -> Schedule:
+    """The paper's GMMN schedule: (lr, m) before iteration ``late_from``, then
+    (lr * late_lr_factor, late_momentum) from it on (iterations counted from 1)."""
+
+    def schedule(t: int) -> tuple[float, float]:
+        if t >= late_from:
+            return lr * late_lr_factor, late_momentum
+        return lr, momentum
+
+    return schedule
+
+
+def stepwise_momentum(*, lr: float, momenta: Sequence[float], starts: Sequence[int]
+                      ) -> Schedule:
+    """Constant lr; momentum ``momenta[i]`` from iteration ``starts[i]`` on (counted from 1).
+
+    Released fine-tuning: momenta (0, 0.5, 0.9) from (1, 50, 200): 0 for the first 49
+    iterations, 0.5 from iteration 50, 0.9 from 200.
+    """
+
+    def schedule(t: int) -> tuple[float, float]:
+        m = momenta[0]
+        for start, value in zip(starts, momenta, strict=True):
+            if t >= start:
+                m = value
+        return lr, m
+
+    return schedule
+
+
+def constant(*, lr: float, momentum: float) -> Schedule:
+    return lambda t: (lr, momentum)
+
+
+@dataclass
+class Part:
+    """One optimiser and the loss it minimises, with its schedule and optional clipping."""
+
+    name: str
+    optimizer: ReleasedSGD
+    schedule: Schedule
+    loss: Callable[[int], torch.Tensor]  # iteration t -> scalar loss
+    clip: float | None = None  # clip the gradient's total 2-norm to this
+    every: int = 1  # run only on iterations divisible by this
+
+
+@dataclass
+class Hooks:
+    """Extension points for data-parallel training; identity in a single process."""
+
+    gather: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda x: x)
+    reduce_gradients: Callable[[list[torch.nn.Parameter]], None] = field(
+        default=lambda params: None)
+
+
+class Stage:
+    """One phase of training; subclasses provide ``parts`` and may override the rest.
+
+    ``state_dict``/``load_state_dict`` hold everything a resume needs beyond the models
+    (optimiser buffers, data order, RNG generators, best-so-far); ``finish`` runs once after
+    the last iteration (e.g. load the best autoencoder).
+    """
+
+    name: str = "stage"
+    iterations: int = 0
+    parts: Sequence[Part] = ()
+
+    def after_step(self, t: int) -> dict[str, float]:
+        return {}
+
+    def finish(self) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {"optimizers": {p.name: p.optimizer.state_dict() for p in self.parts}}
+
+    def load_state_dict(self, state: dict) -> None:
+        for p in self.parts:
+            p.optimizer.load_state_dict(state["optimizers"][p.name])
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor | None:
+        """Samples in data space for progress pictures, or None if the stage has none."""
+        return None
+
+
+@dataclass
+class StepInfo:
+    """What the loop reports after each iteration; losses stay tensors (no device sync)."""
+
+    stage: str
+    iteration: int
+    iterations: int
+    losses: dict[str, torch.Tensor]
+    lr: float
+    momentum: float
+    extra: dict[str, float]
+
+
+def train_loop(stage: Stage, *, start: int = 0, hooks: Hooks | None = None,
+               on_step: Callable[[StepInfo], None] | None = None) -> None:
+    """Run ``stage`` from iteration ``start + 1`` to ``stage.iterations``.
+
+    Per iteration t and per part: set (lr, momentum) from the schedule, zero the gradients,
+    evaluate the loss, backward, ``hooks.reduce_gradients``, clip, step. ``on_step`` receives
+    a :class:`StepInfo` (the caller logs, checkpoints and draws pictures there).
+    """
+    hooks = hooks or Hooks()
+    for t in range(start + 1, stage.iterations + 1):
+        losses: dict[str, torch.Tensor] = {}
+        lr = momentum = 0.0
+        for part in stage.parts:
+            if t % part.every:
+                continue
+            lr, momentum = part.schedule(t)
+            opt = part.optimizer
+            opt.lr, opt.momentum = lr, momentum
+            opt.zero_grad()
+            loss = part.loss(t)
+            loss.backward()
+            hooks.reduce_gradients(opt.params)
+            if part.clip is not None:
+                torch.nn.utils.clip_grad_norm_(opt.params, part.clip)
+            opt.step()
+            losses[part.name] = loss.detach()
+        extra = stage.after_step(t)
+        if on_step is not None:
+            on_step(StepInfo(stage.name, t, stage.iterations, losses, lr, momentum, extra))

@@ -1,0 +1,166 @@
+"""Checkpoints: safe loading, and resumes that end bit-identical to unbroken runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from gmmn.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from gmmn.errors import CheckpointError
+from gmmn.presets import get_preset
+from gmmn.runner import train
+
+SRC = pathlib.Path(__file__).resolve().parents[1] / "src"
+
+# Tiny sizes: every stage of GMMN+AE runs, the best-AE bookkeeping included.
+TINY_AE = {"iterations": 20, "hidden": (16,), "sample_batch_size": 64, "data_batch_size": 64,
+           "ae_hidden": (16, 4), "ae_dropout": (0.1, 0.2), "pretrain_iterations": 12,
+           "finetune_iterations": 30, "ae_eval_every": 10, "checkpoint_every": 5,
+           "log_every": 5, "sample_every": 0}
+TINY_AE_FLAGS = ["--iterations", "20", "--hidden", "16", "--sample-batch-size", "64",
+                 "--data-batch-size", "64", "--ae-hidden", "16,4", "--ae-dropout", "0.1,0.2",
+                 "--pretrain-iterations", "12", "--finetune-iterations", "30",
+                 "--ae-eval-every", "10", "--checkpoint-every", "5", "--log-every", "5",
+                 "--sample-every", "0"]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _weights(path) -> dict:
+    return load_checkpoint(path)["model"]
+
+
+def _metrics(run_dir) -> list[tuple]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [(r["stage"], r["iteration"], r["loss"]) for r in map(json.loads, lines)]
+
+
+def _assert_same_run(a, b) -> None:
+    wa, wb = _weights(a / "checkpoint.pt"), _weights(b / "checkpoint.pt")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    assert _metrics(a) == _metrics(b)  # the same lines, no duplicates after the resume
+
+
+def _cli(*args, **kw):
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    return subprocess.run([sys.executable, "-m", "gmmn", *args], capture_output=True, text=True,
+                          env=env, timeout=300, **kw)
+
+
+def test_resume_in_a_second_process_is_bit_identical(tmp_path):
+    cfg = dataclasses.replace(get_preset("digits-gmmn-ae"), **TINY_AE)
+    train(cfg, out_dir=tmp_path / "whole")
+
+    def stop(info):  # stop in fine-tuning, after the checkpoint of iteration 15
+        if info.stage == "finetune" and info.iteration == 17:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(cfg, out_dir=tmp_path / "broken", callback=stop)
+    state = load_checkpoint(tmp_path / "broken" / "checkpoint.pt")
+    assert (state["stage"], state["iteration"], state["done"]) == ("finetune", 15, False)
+    assert state["stage_state"]["best_state"] is not None  # best AE so far travels along
+    out = _cli("train", "--preset", "digits-gmmn-ae", "--out", str(tmp_path / "broken"),
+               "--resume", "--no-progress", *TINY_AE_FLAGS)
+    assert out.returncode == 0, out.stderr
+    _assert_same_run(tmp_path / "whole", tmp_path / "broken")
+
+
+def test_resume_after_sigkill_is_bit_identical(tmp_path):
+    flags = ["--preset", "digits-gmmn", "--iterations", "1500", "--hidden", "16",
+             "--sample-batch-size", "32", "--data-batch-size", "32", "--checkpoint-every",
+             "100", "--log-every", "50", "--sample-every", "0", "--late-from", "200"]
+    run = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    proc = subprocess.Popen([sys.executable, "-m", "gmmn", "train", "--out", str(run),
+                             "--no-progress", *flags], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoint.pt").exists():
+            assert proc.poll() is None, "the run ended before its first checkpoint"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = load_checkpoint(run / "checkpoint.pt")
+    assert not killed_at["done"] and killed_at["iteration"] < 1500
+    print("killed after the checkpoint of iteration", killed_at["iteration"])
+    out = _cli("train", "--out", str(run), "--resume", "--no-progress", *flags)
+    assert out.returncode == 0, out.stderr
+
+    cfg = dataclasses.replace(
+        get_preset("digits-gmmn"), iterations=1500, hidden=(16,), sample_batch_size=32,
+        data_batch_size=32, checkpoint_every=100, log_every=50, sample_every=0, late_from=200)
+    train(cfg, out_dir=tmp_path / "whole")
+    _assert_same_run(tmp_path / "whole", run)
+
+
+def test_resume_refuses_another_preset_and_changed_settings(tmp_path, cli):
+    cfg = dataclasses.replace(get_preset("digits-gmmn"), iterations=4, hidden=(8,),
+                              sample_batch_size=16, data_batch_size=16, sample_every=0)
+    train(cfg, out_dir=tmp_path)
+    out = cli("train", "--preset", "digits-gmmn-ae", "--out", str(tmp_path), "--resume")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "preset 'digits-gmmn'" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    with pytest.raises(CheckpointError, match="--lr"):
+        train(dataclasses.replace(cfg, lr=0.5), out_dir=tmp_path, resume=True)
+    with pytest.raises(CheckpointError, match="--resume"):
+        train(cfg, out_dir=tmp_path)  # never overwrite a run silently
+    # A finished run resumes to itself.
+    assert train(cfg, out_dir=tmp_path, resume=True).checkpoint["done"]
+
+
+def test_resume_without_checkpoint_starts_from_the_beginning(tmp_path):
+    cfg = dataclasses.replace(get_preset("digits-gmmn"), iterations=4, hidden=(8,),
+                              sample_batch_size=16, data_batch_size=16, log_every=1,
+                              sample_every=0)
+    (tmp_path / "metrics.jsonl").write_text('{"stale": true}\n')
+    train(cfg, out_dir=tmp_path, resume=True)
+    assert [r[1] for r in _metrics(tmp_path)] == [1, 2, 3, 4]
+    doc = json.loads((tmp_path / "config.json").read_text())
+    assert doc["config"]["preset"] == "digits-gmmn"
+    assert set(doc["versions"]) == {"python", "torch", "numpy", "gmmn"}
+
+
+def test_checkpoint_with_pickled_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "gmmn-checkpoint-1", "payload": Interrupt("code")}, path)
+    with pytest.raises(CheckpointError, match="pickled Python objects"):
+        load_checkpoint(path)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"format": "other"}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a gmmn checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_rng_states_survive_a_safe_round_trip(tmp_path):
+    import random
+
+    import numpy as np
+
+    random.seed(3)
+    np.random.seed(4)
+    torch.manual_seed(5)
+    save_checkpoint({"format": "gmmn-checkpoint-1", "rng": capture_rng()}, tmp_path / "c.pt")
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    restore_rng(load_checkpoint(tmp_path / "c.pt")["rng"])
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
