@@ -1,8 +1,26 @@
 """gmmn: generative moment matching networks (Li, Swersky & Zemel, ICML 2015) on PyTorch."""
 
-from gmmn.mmd import MMDError, mmd2, mmd_loss, paper_sigmas
+from gmmn.mmd import (
+    MMDError,
+    TwoSampleResult,
+    median_heuristic,
+    mmd2,
+    mmd_loss,
+    paper_sigmas,
+    two_sample_test,
+)
 
-__all__ = ["GMMN", "MMDError", "load_run", "mmd2", "mmd_loss", "paper_sigmas"]
+__all__ = [
+    "GMMN",
+    "MMDError",
+    "TwoSampleResult",
+    "load_run",
+    "median_heuristic",
+    "mmd2",
+    "mmd_loss",
+    "paper_sigmas",
+    "two_sample_test",
+]
 __version__ = "0.1.0"
 
 
