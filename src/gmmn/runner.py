@@ -131,7 +131,9 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool =
     :class:`gmmn.train.StepInfo`; ``hooks`` are passed to the loop (data-parallel).
     """
     out = Path(out_dir) if out_dir is not None else None
-    state = _existing_state(out, cfg, resume)
+    hooks = hooks or Hooks()
+    # Data-parallel: worker 0 reads the run directory (only it needs the files).
+    state = hooks.from_main(lambda: _existing_state(out, cfg, resume))
     device = resolve_device(cfg.device)
     splits = splits if splits is not None else load_splits(cfg)
     info = data_info(splits)
@@ -143,7 +145,7 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool =
         log.warning("lr %g with a linear generator output (data outside [0, 1]) tends to "
                     "diverge; consider --lr 0.1", cfg.lr)
     train_x = splits.train.to(device=device, dtype=torch.float32)
-    logger = _RunLogger(out, cfg, state, splits.image_shape, info)
+    logger = _RunLogger(out if hooks.main else None, cfg, state, splits.image_shape, info)
     names = stage_names(cfg)
     first, start = 0, 0
     if state is not None:
@@ -152,6 +154,7 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool =
         restore_rng(state["rng"])
     ckpt = state
     for index in range(first, len(names)):
+        hooks.broadcast(model)  # every worker starts each stage from worker 0's weights
         stage = build_stage(names[index], model, train_x, cfg, hooks)
         if state is not None and index == first and state["stage_state"] is not None:
             stage.load_state_dict(state["stage_state"])
@@ -169,7 +172,9 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool =
             if cfg.checkpoint_every and t % cfg.checkpoint_every == 0 and t < stage.iterations:
                 logger.checkpoint(_state(cfg, info, model, index, stage, t, logger))
 
-        train_loop(stage, start=start, hooks=hooks, on_step=on_step)
+        # Only the GMMN stage is data-parallel; autoencoder stages run whole on every worker.
+        train_loop(stage, start=start, hooks=hooks if isinstance(stage, GMMNStage) else None,
+                   on_step=on_step)
         stage.finish()
         ckpt = _state(cfg, info, model, index + 1, None, 0, logger, done=index + 1 == len(names))
         logger.checkpoint(ckpt)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 import zlib
+from collections.abc import Callable
 
 import torch
 
@@ -52,7 +53,9 @@ class BatchSampler:
         self.order = torch.randperm(len(data), generator=generator)
         self.pos = 0
 
-    def next(self) -> torch.Tensor:
+    def next(self, shard: Callable[[torch.Tensor], torch.Tensor] | None = None
+             ) -> torch.Tensor:
+        """The next batch; ``shard`` picks this worker's indices of it (data-parallel)."""
         parts, need = [], self.batch_size
         while need > 0:
             if self.pos >= len(self.order):
@@ -63,6 +66,8 @@ class BatchSampler:
             need -= len(take)
             parts.append(take)
         idx = parts[0] if len(parts) == 1 else torch.cat(parts)
+        if shard is not None:
+            idx = shard(idx)
         return self.data[idx.to(self.data.device)]
 
     def state_dict(self) -> dict:
@@ -98,7 +103,8 @@ class GMMNStage(_SampledStage):
                  name: str = "gmmn", hooks: Hooks | None = None) -> None:
         self.name, self.iterations = name, cfg.iterations
         self.model, self.cfg = model, cfg
-        self.gather = (hooks or Hooks()).gather
+        hooks = hooks or Hooks()
+        self.gather, self.shard = hooks.gather, hooks.shard
         self.rng = make_generator(cfg.seed, name, "prior")
         self.sampler = BatchSampler(targets, cfg.data_batch_size,
                                     make_generator(cfg.seed, name, "data"))
@@ -110,8 +116,11 @@ class GMMNStage(_SampledStage):
 
     def loss(self, t: int) -> torch.Tensor:
         gen = self.model.generator
-        x = self.gather(gen(gen.sample_prior(self.cfg.sample_batch_size, self.rng)))
-        y = self.gather(self.sampler.next())
+        # Data-parallel: every worker draws the global prior batch and data indices from the
+        # same streams and keeps its own rows, so the gathered batches are one process's.
+        z = self.shard(gen.sample_prior(self.cfg.sample_batch_size, self.rng))
+        x = self.gather(gen(z))
+        y = self.gather(self.sampler.next(self.shard))
         return mmd_loss(x, y, sigmas=list(self.cfg.sigmas),
                         weights=None if self.cfg.sigma_weights is None
                         else list(self.cfg.sigma_weights))

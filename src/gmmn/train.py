@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -130,11 +131,24 @@ class Part:
 
 @dataclass
 class Hooks:
-    """Extension points for data-parallel training; identity in a single process."""
+    """Extension points for data-parallel training; identity in a single process.
+
+    The loop uses ``gather`` (through objectives) and ``reduce_gradients``; stages use
+    ``shard``; the runner uses ``broadcast``, ``main`` and ``from_main``
+    (:mod:`gmmn.distributed` builds the data-parallel ones).
+    """
 
     gather: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda x: x)
     reduce_gradients: Callable[[list[torch.nn.Parameter]], None] = field(
         default=lambda params: None)
+    # A global batch -> this worker's rows.
+    shard: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda x: x)
+    # Make every worker's module equal to worker 0's.
+    broadcast: Callable[[torch.nn.Module], None] = field(default=lambda module: None)
+    # Whether this worker writes the run's files and shows progress.
+    main: bool = True
+    # Run a function on worker 0 and hand its result (or its exception) to every worker.
+    from_main: Callable[[Callable[[], Any]], Any] = field(default=lambda fn: fn())
 
 
 class Stage:

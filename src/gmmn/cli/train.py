@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
 import types
 import typing
@@ -141,19 +142,26 @@ def build_config(args: argparse.Namespace, out: str) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gmmn.distributed import check_config, env_world, launch
     from gmmn.runner import train
 
     out = args.out or f"runs/{args.preset or 'run'}"
-    cfg = build_config(args, out)
-    progress = None if args.no_progress else _Progress()
-    try:
-        result = train(cfg, out_dir=out, resume=args.resume,
-                       callback=progress.update if progress else None)
-    finally:
-        if progress:
-            progress.close()
-    print(f"trained {cfg.preset} on {result.data['name']} "
-          f"({result.data['dim']} dimensions): {out}/checkpoint.pt")
+    with launch() as hooks:  # data-parallel under torchrun (docs/distributed.md)
+        if not hooks.main:  # only worker 0 logs, shows progress and writes files
+            logging.getLogger().setLevel(logging.ERROR)
+        cfg = hooks.from_main(lambda: build_config(args, out))
+        _, world, local = env_world()
+        check_config(cfg, world, local_rank=local)
+        progress = None if args.no_progress or not hooks.main else _Progress()
+        try:
+            result = train(cfg, out_dir=out, resume=args.resume, hooks=hooks,
+                           callback=progress.update if progress else None)
+        finally:
+            if progress:
+                progress.close()
+    if hooks.main:
+        print(f"trained {cfg.preset} on {result.data['name']} "
+              f"({result.data['dim']} dimensions): {out}/checkpoint.pt")
     return 0
 
 
