@@ -38,11 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _load_run(run_dir: pathlib.Path, *, device: str) -> Any:
     """The trained run; its own module so tests can swap in a fake run."""
-    try:
-        from gmmn.train import load_run
-    except ImportError as exc:
-        raise CheckpointError("this build has no gmmn.train, so runs cannot be loaded; "
-                              "install the full package") from exc
+    from gmmn.api import load_run
+
     return load_run(run_dir, device=device)
 
 
@@ -86,7 +83,12 @@ def main(args: argparse.Namespace) -> int:
     name = args.dataset or _dataset_of(run)
     if name is None:
         raise CheckpointError(f"the run in {args.run} does not name its dataset; pass --dataset")
-    splits = load_dataset(name, data_dir=args.data_dir)
+    # The run's seed fixed its split (digits, user data): evaluate on the same held-out rows.
+    cfg = run.config
+    seed = cfg.get("seed", 0) if isinstance(cfg, dict) else getattr(cfg, "seed", 0)
+    data_dir = args.data_dir or (cfg.get("data_dir") if isinstance(cfg, dict)
+                                 else getattr(cfg, "data_dir", None))
+    splits = load_dataset(name, data_dir=data_dir, seed=seed)
     out = args.out or args.run / "eval" / "report.json"
     bars = _Bars()
     try:

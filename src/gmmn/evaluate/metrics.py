@@ -86,7 +86,9 @@ def kernel_inception_distance(feat_a, feat_b, *, n_subsets: int = 10, subset_siz
                               seed: int = 0) -> tuple[float, float]:
     """KID: mean and std over subsets of the unbiased MMD^2 with ``(x.y/d + 1)^3``.
 
-    Each subset draws ``min(subset_size, n_a, n_b)`` rows of each set without replacement.
+    Each subset draws ``min(subset_size, n_a, n_b)`` rows of each set without replacement;
+    when that would take both sets whole (every subset the same, a std of 0 that says
+    nothing), subsets take half of each set instead, so the std shows the sampling spread.
     Unbiased, so it is near 0 (and may be negative) for two sets from one distribution.
     """
     a, b = _features("feat_a", feat_a), _features("feat_b", feat_b)
@@ -95,6 +97,8 @@ def kernel_inception_distance(feat_a, feat_b, *, n_subsets: int = 10, subset_siz
     if n_subsets < 1 or subset_size < 2:
         raise ConfigError("KID needs n_subsets >= 1 and subset_size >= 2")
     size = min(subset_size, a.shape[0], b.shape[0])
+    if n_subsets > 1 and size == a.shape[0] == b.shape[0]:
+        size = max(2, size // 2)
     g = torch.Generator().manual_seed(seed)
     vals = [_unbiased_poly_mmd2(a[torch.randperm(a.shape[0], generator=g)[:size]],
                                 b[torch.randperm(b.shape[0], generator=g)[:size]])

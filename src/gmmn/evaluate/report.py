@@ -173,7 +173,9 @@ def render_markdown(report: dict) -> str:
                      _fmt(k["reference"]["mean"], k["reference"]["std"])))
     if "coverage" in report and "skipped" not in report["coverage"]:
         c, r = report["coverage"], report["coverage"]["reference"]
-        rows.append(("classes present", _fmt(c["classes_present"]), _fmt(r["classes_present"])))
+        k = len(c["histogram"])
+        rows.append(("classes present (of %d)" % k, f"{round(c['classes_present'] * k)}",
+                     f"{round(r['classes_present'] * k)}"))
         rows.append(("total variation to test labels", _fmt(c["total_variation"]),
                      _fmt(r["total_variation"])))
     if "precision-recall" in report and "skipped" not in report["precision-recall"]:
