@@ -258,7 +258,10 @@ class _RunLogger:
                "lr": step.lr, "momentum": step.momentum, **step.extra,
                "elapsed": round(self.elapsed(), 3)}
         if self.metrics is not None:
+            # Flushed per line so `tail -f metrics.jsonl` follows a long run; resume still
+            # truncates to the offset stored in the checkpoint.
             self.metrics.write((json.dumps(row) + "\n").encode())
+            self.metrics.flush()
         if self.tb is not None:
             for k, v in row.items():
                 if k not in ("stage", "iteration", "elapsed"):
