@@ -15,9 +15,12 @@ $(BIN)/gmmn: pyproject.toml
 
 setup: $(BIN)/gmmn
 
-# The main job: GMMN+AE on scikit-learn's 8x8 digits, no download needed.
+# The main job: GMMN+AE on scikit-learn's 8x8 digits (no download), then its evaluation.
+# A second run refuses to overwrite runs/digits-gmmn-ae: delete it, or resume with
+# `gmmn train --out runs/digits-gmmn-ae --resume`.
 demo: setup
 	$(BIN)/gmmn train --preset digits-gmmn-ae --out runs/digits-gmmn-ae
+	$(BIN)/gmmn evaluate --run runs/digits-gmmn-ae
 
 test: setup
 	$(BIN)/python -m pytest
