@@ -1,33 +1,34 @@
-"""gmmn: generative moment matching networks (Li, Swersky & Zemel, ICML 2015) on PyTorch."""
+"""gmmn: generative moment matching networks (Li, Swersky & Zemel, ICML 2015) on PyTorch.
 
-from gmmn.mmd import (
-    MMDError,
-    TwoSampleResult,
-    median_heuristic,
-    mmd2,
-    mmd_loss,
-    paper_sigmas,
-    two_sample_test,
-)
+The names below load on first use, so ``import gmmn`` stays light and does not import torch:
+the command line can then set OpenMP's wait policy before torch starts its thread pool.
+"""
 
-__all__ = [
-    "GMMN",
-    "MMDError",
-    "TwoSampleResult",
-    "load_run",
-    "median_heuristic",
-    "mmd2",
-    "mmd_loss",
-    "paper_sigmas",
-    "two_sample_test",
-]
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "MMDError": "gmmn.mmd",
+    "TwoSampleResult": "gmmn.mmd",
+    "median_heuristic": "gmmn.mmd",
+    "mmd2": "gmmn.mmd",
+    "mmd_loss": "gmmn.mmd",
+    "paper_sigmas": "gmmn.mmd",
+    "two_sample_test": "gmmn.mmd",
+    "GMMN": "gmmn.api",
+    "load_run": "gmmn.api",
+}
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    # The training API pulls in the data and model modules: import it only when asked for.
-    if name in ("GMMN", "load_run"):
-        from gmmn import api
-
-        return getattr(api, name)
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'gmmn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
