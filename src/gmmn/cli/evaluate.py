@@ -38,11 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _load_run(run_dir: pathlib.Path, *, device: str) -> Any:
     """The trained run; its own module so tests can swap in a fake run."""
-    try:
-        from gmmn.train import load_run
-    except ImportError as exc:
-        raise CheckpointError("this build has no gmmn.train, so runs cannot be loaded; "
-                              "install the full package") from exc
+    from gmmn.api import load_run
+
     return load_run(run_dir, device=device)
 
 
