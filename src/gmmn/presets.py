@@ -127,9 +127,54 @@ DIGITS_GMMN_AE = replace(
     data_batch_size=500,
 )
 
+# GAN baseline (Goodfellow et al. 2014, the "Adversarial nets" row; gmmn.gan). The generator
+# is the GMMN's network, so the table compares objectives; the rest is the GAN paper's MNIST
+# model (goodfeli/adversarial, mnist.yaml, as recalled: not checked against a copy here).
+MNIST_GAN = replace(
+    MNIST_GMMN,
+    preset="mnist-gan",
+    gan=True,
+    init_std=None,  # 0.1*N(0,1) saturates the sigmoid output and D wins at once; PyTorch's
+    # default, +-1/sqrt(fan_in), is near the GAN paper's uniform +-0.05
+    disc_hidden=(240, 240),  # GAN paper: two maxout layers of 240 units ...
+    disc_pieces=5,  # ... with 5 pieces each, and a sigmoid output unit
+    disc_dropout=(0.2, 0.5, 0.5),  # GAN paper: input kept with p 0.8, hidden units with 0.5
+    gan_optimizer="sgd",  # GAN paper: SGD with momentum, pylearn2's (= the released) form
+    lr=0.1,  # GAN paper: lr 0.1 ...
+    gan_lr_decay=1.000004,  # ... divided by 1.000004 every minibatch ...
+    gan_min_lr=1e-6,  # ... down to at least 1e-6
+    momentum=0.5,  # GAN paper: momentum 0.5 rising linearly ...
+    gan_final_momentum=0.7,  # ... to 0.7 ...
+    gan_momentum_ramp=137500,  # ... over 250 epochs (550 minibatches of 100 each)
+    iterations=137500,  # stop when the momentum saturates: 250 epochs
+    sample_batch_size=100,  # GAN paper: minibatches of 100
+    data_batch_size=100,
+)
+FASHION_MNIST_GAN = replace(MNIST_GAN, preset="fashion-mnist-gan", dataset="fashion-mnist")
+
+DIGITS_GAN = replace(
+    MNIST_GAN,
+    preset="digits-gan",
+    dataset="digits",
+    checkpoint_every=500,
+    log_every=50,
+    sample_every=1000,
+    hidden=(64, 256, 256),  # digits-gmmn's generator
+    # The GAN paper's SGD collapsed every sample onto one image here (lr 0.1 and 0.05, two
+    # initialisations); Adam with the DCGAN settings gave varied digits in 2000 steps.
+    gan_optimizer="adam",
+    lr=2e-4,  # DCGAN (Radford et al. 2016): lr 2e-4 ...
+    momentum=0.5,  # ... beta1 0.5 ...
+    gan_final_momentum=0.5,  # ... held constant ...
+    gan_lr_decay=1.0,  # ... without decay
+    gan_momentum_ramp=1,
+    iterations=2000,  # 140 epochs of the 1437 training digits
+)
+
 PRESETS: dict[str, TrainConfig] = {
     c.preset: c for c in (MNIST_GMMN, MNIST_GMMN_AE, TFD_GMMN, TFD_GMMN_AE, FASHION_MNIST_GMMN,
-                          FASHION_MNIST_GMMN_AE, DIGITS_GMMN, DIGITS_GMMN_AE)
+                          FASHION_MNIST_GMMN_AE, DIGITS_GMMN, DIGITS_GMMN_AE, MNIST_GAN,
+                          FASHION_MNIST_GAN, DIGITS_GAN)
 }
 
 
