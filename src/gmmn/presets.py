@@ -160,8 +160,9 @@ DIGITS_GAN = replace(
     log_every=50,
     sample_every=1000,
     hidden=(64, 256, 256),  # digits-gmmn's generator
-    # The GAN paper's SGD collapsed every sample onto one image here (lr 0.1 and 0.05, two
-    # initialisations); Adam with the DCGAN settings gave varied digits in 2000 steps.
+    # The GAN paper's SGD collapsed every sample onto one image here in three trials (lr 0.1
+    # and 0.05; init 0.1*N(0,1), 0.05*N(0,1), PyTorch's); Adam with the DCGAN settings gave
+    # varied digits in 2000 steps.
     gan_optimizer="adam",
     lr=2e-4,  # DCGAN (Radford et al. 2016): lr 2e-4 ...
     momentum=0.5,  # ... beta1 0.5 ...
