@@ -101,13 +101,13 @@ def train_command(cfg: TrainConfig, run_dir: Path) -> str:
 
 
 def evaluate_command(run_dir: Path, *, n_samples: int, seed: int, data_dir: str | None,
-                     device: str | None) -> str:
+                     device: str = "cpu") -> str:
     parts = ["gmmn", "evaluate", "--run", str(run_dir), "--n-samples", str(n_samples)]
     if seed:
         parts += ["--seed", str(seed)]
     if data_dir is not None:
         parts += ["--data-dir", str(data_dir)]
-    if device is not None:
+    if device != "cpu":
         parts += ["--device", device]
     return " ".join(parts)
 
@@ -181,17 +181,22 @@ def _row(label: str, paper_row: str, cfg: TrainConfig, run_dir: Path, splits, p:
     say(f"{cfg.preset}: training ({cfg.iterations} iterations) in {run_dir}")
     train(cfg, out_dir=run_dir, resume=True, splits=splits)
     train_seconds = float(load_checkpoint(run_dir / "checkpoint.pt")["elapsed"])
+    # `gmmn evaluate` runs on the CPU unless told otherwise; so does this, so that the
+    # printed command recomputes the same numbers.
+    eval_device = str(resolve_device(p.device)) if p.device else "cpu"
     eval_dir = run_dir / "eval"
     timing_path = eval_dir / "timing.json"
     want = {"n_samples": p.n_samples, "seed": p.seed}
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
-    if (eval_dir / "report.json").exists() and {k: timing.get(k) for k in want} == want:
+    report_path = eval_dir / "report.json"
+    if (report_path.exists() and {k: timing.get(k) for k in want} == want
+            and report_path.stat().st_mtime >= (run_dir / "checkpoint.pt").stat().st_mtime):
         say(f"{cfg.preset}: evaluation done before, kept")
         report = json.loads((eval_dir / "report.json").read_text())
     else:
         say(f"{cfg.preset}: evaluating ({p.n_samples} Parzen samples)")
         t0 = time.perf_counter()
-        run = load_run(run_dir, device=resolve_device(p.device or "auto"))
+        run = load_run(run_dir, device=eval_device)
         report = evaluate_run(run, splits, out_dir=eval_dir, n_samples=p.n_samples,
                               seed=p.seed, metrics_file=run_dir / "metrics.jsonl")
         timing = {**want, "seconds": time.perf_counter() - t0}
@@ -209,7 +214,7 @@ def _row(label: str, paper_row: str, cfg: TrainConfig, run_dir: Path, splits, p:
         "train_seconds": train_seconds, "eval_seconds": float(timing["seconds"]),
         "commands": [train_command(cfg, run_dir),
                      evaluate_command(run_dir, n_samples=p.n_samples, seed=p.seed,
-                                      data_dir=p.data_dir, device=p.device)],
+                                      data_dir=p.data_dir, device=eval_device)],
         "report": str(eval_dir / "report.json"),
         "_reference": {k: (report.get(k) or {}).get("reference") for k in
                        ("parzen", "fd", "kid", "coverage", "precision-recall")},
