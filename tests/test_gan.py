@@ -17,7 +17,7 @@ from gmmn.cli import main
 from gmmn.errors import ConfigError
 from gmmn.gan import GanStage, discriminator_loss, gan_schedule, generator_loss
 from gmmn.models import Discriminator, build_model
-from gmmn.presets import get_preset
+from gmmn.presets import GAN_PAPER_SGD, get_preset
 from gmmn.runner import train
 from gmmn.train import train_loop
 
@@ -72,8 +72,10 @@ def test_gan_presets_share_the_gmmn_generator():
     for data in ("mnist", "fashion-mnist", "digits"):
         gan, gmmn = get_preset(f"{data}-gan"), get_preset(f"{data}-gmmn")
         assert gan.gan and gan.hidden == gmmn.hidden and gan.prior_dim == gmmn.prior_dim
-    assert get_preset("mnist-gan").gan_optimizer == "sgd"
+    assert get_preset("mnist-gan").gan_optimizer == "adam"
     assert get_preset("mnist-gan").disc_hidden == (240, 240)
+    sgd = dataclasses.replace(get_preset("mnist-gan"), **GAN_PAPER_SGD)  # the documented option
+    assert (sgd.gan_optimizer, sgd.lr, sgd.gan_final_momentum) == ("sgd", 0.1, 0.7)
 
 
 @pytest.mark.parametrize("optimizer,lr", [("sgd", 0.1), ("adam", 1e-3)])
