@@ -142,3 +142,11 @@ def test_sample_and_load_run_work_on_a_gan_run(tmp_path):
     assert main(["sample", "--run", str(out), "--n", "9", "--seed", "3",
                  "--out", str(tmp_path / "s.npy")]) == 0
     assert np.array_equal(np.load(tmp_path / "s.npy"), x.numpy())
+
+
+def test_a_diverged_gan_stops_with_one_clear_error():
+    cfg = dataclasses.replace(get_preset("digits-gan"), **{**TINY, "log_every": 3})
+    model = build_model(cfg, 64, unit_interval=True)
+    stage = GanStage(model, torch.full((50, 64), float("nan")), cfg)
+    with pytest.raises(ConfigError, match="diverged .* iteration 3"):
+        train_loop(stage)

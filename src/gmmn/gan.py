@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from gmmn.config import TrainConfig
+from gmmn.errors import ConfigError
 from gmmn.models import GenerativeModel
 from gmmn.stages import BatchSampler, make_generator
 from gmmn.train import Hooks, Part, ReleasedSGD, Schedule, Stage
@@ -125,12 +126,22 @@ class GanStage(Stage):
         with torch.no_grad():  # the generator is fixed during this step
             fake = self._fake()
         real = self.sampler.next()
-        return discriminator_loss(disc(real, self.dropout_rng), disc(fake, self.dropout_rng))
+        self.last_loss = discriminator_loss(disc(real, self.dropout_rng),
+                                            disc(fake, self.dropout_rng))
+        return self.last_loss
 
     def generator_loss(self, t: int) -> torch.Tensor:
         # Gradients reach the discriminator's parameters too; its optimiser zeroes them
         # before its own next step, and this part's optimiser holds only the generator.
         return generator_loss(self.model.discriminator(self._fake(), self.dropout_rng))
+
+    def after_step(self, t: int) -> dict[str, float]:
+        # A diverged GAN keeps stepping on NaN weights; stop it where the logger reads the
+        # losses anyway (no extra device sync on the other iterations).
+        if t % self.cfg.log_every == 0 and not torch.isfinite(self.last_loss):
+            raise ConfigError(f"the GAN diverged (non-finite discriminator loss at iteration "
+                              f"{t}); lower --lr or use --gan-optimizer adam")
+        return {}
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "sampler": self.sampler.state_dict(),
