@@ -19,6 +19,7 @@ from gmmn.errors import ConfigError
 
 DEVICES = ("auto", "cpu", "cuda")
 OUTPUTS = ("auto", "sigmoid", "linear")
+GAN_OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,16 @@ class TrainConfig:
     finetune_momentum: tuple[float, ...] = (0.0, 0.5, 0.9)
     finetune_momentum_from: tuple[int, ...] = (1, 50, 200)
     ae_eval_every: int = 100
+    # --- GAN baseline (Goodfellow et al. 2014; see gmmn.gan) ---
+    gan: bool = False
+    gan_optimizer: str = "sgd"  # sgd: released-form SGD (gmmn.train); adam: gmmn.gan.Adam
+    disc_hidden: tuple[int, ...] = (240, 240)
+    disc_pieces: int = 5
+    disc_dropout: tuple[float, ...] = (0.2, 0.5, 0.5)
+    gan_final_momentum: float = 0.7
+    gan_momentum_ramp: int = 137500
+    gan_lr_decay: float = 1.000004
+    gan_min_lr: float = 1e-6
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -107,6 +118,32 @@ class TrainConfig:
                               "lengths")
         if list(self.finetune_momentum_from) != sorted(self.finetune_momentum_from):
             raise ConfigError("--finetune-momentum-from must be increasing")
+        self._check_gan()
+
+    def _check_gan(self) -> None:
+        if self.gan and self.autoencoder:
+            raise ConfigError("--gan and --autoencoder cannot be combined: the GAN baseline "
+                              "trains in data space; drop one of them")
+        if self.gan_optimizer not in GAN_OPTIMIZERS:
+            raise ConfigError(f"unknown --gan-optimizer {self.gan_optimizer!r}; choose one of "
+                              f"{GAN_OPTIMIZERS}")
+        if not self.disc_hidden or any(h <= 0 for h in self.disc_hidden):
+            raise ConfigError(f"--disc-hidden needs positive layer sizes, got {self.disc_hidden}")
+        if self.disc_pieces <= 0:
+            raise ConfigError(f"--disc-pieces must be positive, got {self.disc_pieces}")
+        if len(self.disc_dropout) != len(self.disc_hidden) + 1:
+            raise ConfigError(f"--disc-dropout needs one rate per discriminator layer input "
+                              f"({len(self.disc_hidden) + 1}), got {len(self.disc_dropout)}")
+        if any(not 0 <= p < 1 for p in self.disc_dropout):
+            raise ConfigError(f"--disc-dropout rates must lie in [0, 1), got {self.disc_dropout}")
+        if not 0 <= self.gan_final_momentum < 1:
+            raise ConfigError(f"--gan-final-momentum must lie in [0, 1), got "
+                              f"{self.gan_final_momentum}")
+        if self.gan_momentum_ramp <= 0:
+            raise ConfigError(f"--gan-momentum-ramp must be positive, got "
+                              f"{self.gan_momentum_ramp}")
+        if not self.gan_lr_decay >= 1 or not self.gan_min_lr >= 0:
+            raise ConfigError("--gan-lr-decay must be >= 1 and --gan-min-lr >= 0")
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (tuples become lists)."""
@@ -217,4 +254,13 @@ FIELD_HELP = {
     "finetune_momentum": "fine-tuning momenta, comma-separated",
     "finetune_momentum_from": "iteration (from 1) where each fine-tuning momentum starts",
     "ae_eval_every": "fine-tuning: training loss every N iterations, best kept",
+    "gan": "GAN baseline: train the generator against a discriminator instead of the MMD",
+    "gan_optimizer": "GAN: sgd (released-form SGD with momentum) or adam (momentum = beta1)",
+    "disc_hidden": "GAN discriminator hidden layer sizes (maxout units), comma-separated",
+    "disc_pieces": "GAN discriminator: linear pieces per maxout unit",
+    "disc_dropout": "GAN discriminator: dropout rate on each layer's input, comma-separated",
+    "gan_final_momentum": "GAN: momentum rises linearly from --momentum to this",
+    "gan_momentum_ramp": "GAN: iterations over which the momentum rises",
+    "gan_lr_decay": "GAN: lr divided by this every iteration",
+    "gan_min_lr": "GAN: the decayed lr never falls below this",
 }

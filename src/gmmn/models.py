@@ -12,6 +12,10 @@ decoder. ``released_dropout=True`` copies the released code: dropout masks are N
 by 1/(1-p) (neither in training nor at test) and, when layer-wise pretraining ends, the
 encoder weights are divided by (1-p) (see :meth:`Autoencoder.released_rescale`).
 ``released_dropout=False`` is standard inverted dropout and copies the weights unchanged.
+
+Discriminator (GAN baseline, Goodfellow et al. 2014, MNIST): maxout hidden layers (240 units
+of 5 pieces twice in the GAN paper) with inverted dropout on each layer's input and one
+output logit; weights uniform in +-0.005, biases 0 (pylearn2's ``irange`` of that model).
 """
 
 from __future__ import annotations
@@ -169,13 +173,57 @@ def reconstruction_loss(logits: torch.Tensor, target: torch.Tensor, *, sigmoid: 
     return total / n
 
 
-class GenerativeModel(nn.Module):
-    """A GMMN, optionally in an autoencoder's code space: prior -> generator -> (decoder)."""
+# pylearn2's irange of the GAN paper's MNIST discriminator: weights uniform in +-0.005.
+DISC_INIT_RANGE = 0.005
 
-    def __init__(self, generator: Generator, autoencoder: Autoencoder | None = None) -> None:
+
+class Discriminator(nn.Module):
+    """Maxout MLP ``in_dim -> hidden... -> 1`` returning logits (n,); dropout on each input.
+
+    A maxout unit is the maximum of ``pieces`` linear functions (consecutive outputs of one
+    linear layer, as pylearn2 grouped them). Dropout is inverted (kept units scaled by
+    1/(1-p)), as pylearn2's ``input_scales`` did; masks come from ``generator`` (none: test).
+    """
+
+    def __init__(self, in_dim: int, hidden: tuple[int, ...], *, pieces: int,
+                 dropout_rates: tuple[float, ...], generator: torch.Generator | None = None
+                 ) -> None:
+        super().__init__()
+        if len(dropout_rates) != len(hidden) + 1:
+            raise ValueError("one dropout rate per discriminator layer")
+        self.pieces = pieces
+        self.dropout_rates = tuple(dropout_rates)
+        ins = (in_dim, *hidden)
+        outs = (*(h * pieces for h in hidden), 1)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(ins, outs, strict=True))
+        with torch.no_grad():
+            for layer in self.layers:
+                layer.weight.uniform_(-DISC_INIT_RANGE, DISC_INIT_RANGE, generator=generator)
+                layer.bias.zero_()
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None
+                ) -> torch.Tensor:
+        h = x
+        for k, layer in enumerate(self.layers):
+            h = layer(dropout(h, self.dropout_rates[k], generator, rescale=True))
+            if k < len(self.layers) - 1:
+                h = h.view(h.shape[0], -1, self.pieces).amax(-1)  # (n, units)
+        return h.squeeze(1)  # (n,) logits of "x is data"
+
+
+class GenerativeModel(nn.Module):
+    """A GMMN, optionally in an autoencoder's code space: prior -> generator -> (decoder).
+
+    A GAN baseline also carries its ``discriminator``, so checkpoints hold both networks;
+    sampling never uses it.
+    """
+
+    def __init__(self, generator: Generator, autoencoder: Autoencoder | None = None,
+                 discriminator: Discriminator | None = None) -> None:
         super().__init__()
         self.generator = generator
         self.autoencoder = autoencoder
+        self.discriminator = discriminator
 
     @property
     def prior_dim(self) -> int:
@@ -218,4 +266,8 @@ def build_model(cfg: TrainConfig, data_dim: int, *, unit_interval: bool) -> Gene
         sigmoid = cfg.output != "linear"
     gen = Generator(cfg.prior_dim, cfg.hidden, out_dim, sigmoid_output=sigmoid,
                     init_std=cfg.init_std, generator=rng)
-    return GenerativeModel(gen, ae)
+    disc = None
+    if cfg.gan:  # drawn after the generator: a GAN and a GMMN of one seed start alike
+        disc = Discriminator(data_dim, cfg.disc_hidden, pieces=cfg.disc_pieces,
+                             dropout_rates=cfg.disc_dropout, generator=rng)
+    return GenerativeModel(gen, ae, disc)

@@ -2,7 +2,8 @@
 
 GMMN: one stage, ``gmmn``. GMMN+AE: ``pretrain-1`` ... ``pretrain-K`` (skipped when
 ``pretrain_iterations`` is 0), ``finetune`` (skipped when 0), then ``gmmn`` on the
-autoencoder's deterministic codes with the autoencoder frozen.
+autoencoder's deterministic codes with the autoencoder frozen. GAN baseline: one stage,
+``gan`` (:mod:`gmmn.gan`).
 
 Files in the run directory: ``config.json`` (config + package versions), ``metrics.jsonl``
 (one JSON line per logged iteration), ``checkpoint.pt`` (latest, written atomically),
@@ -34,6 +35,7 @@ from gmmn.checkpoint import (
 )
 from gmmn.config import TrainConfig, package_versions
 from gmmn.errors import CheckpointError, ConfigError
+from gmmn.gan import GanStage
 from gmmn.models import GenerativeModel, build_model
 from gmmn.stages import FinetuneStage, GMMNStage, PretrainStage, make_generator
 from gmmn.train import Hooks, Stage, StepInfo, train_loop
@@ -83,6 +85,8 @@ def to_data_units(x: torch.Tensor, info: dict) -> torch.Tensor:
 
 
 def stage_names(cfg: TrainConfig) -> list[str]:
+    if cfg.gan:
+        return ["gan"]
     names = []
     if cfg.autoencoder:
         if cfg.pretrain_iterations:
@@ -94,6 +98,8 @@ def stage_names(cfg: TrainConfig) -> list[str]:
 
 def build_stage(name: str, model: GenerativeModel, train: torch.Tensor, cfg: TrainConfig,
                 hooks: Hooks | None = None) -> Stage:
+    if name == "gan":
+        return GanStage(model, train, cfg, hooks=hooks)
     ae = model.autoencoder
     if name.startswith("pretrain-"):
         return PretrainStage(ae, int(name.split("-")[1]) - 1, train, cfg)
@@ -178,7 +184,7 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool =
         stage.finish()
         ckpt = _state(cfg, info, model, index + 1, None, 0, logger, done=index + 1 == len(names))
         logger.checkpoint(ckpt)
-        if stage.name == "gmmn":
+        if stage.name in ("gmmn", "gan"):  # the last stage: samples of the finished model
             logger.grid(stage, "samples.png")
     logger.close()
     return TrainResult(model, cfg, info, ckpt)

@@ -29,6 +29,7 @@ _COMMANDS: tuple[str, ...] = (
     "gmmn.cli.train",
     "gmmn.cli.sample",
     "gmmn.cli.evaluate",
+    "gmmn.cli.reproduce",
     "gmmn.cli.data",
     "gmmn.cli.mmd_test",
 )

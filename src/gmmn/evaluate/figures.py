@@ -142,21 +142,33 @@ def read_metrics(path: pathlib.Path | str) -> list[dict]:
 
 def save_training_curves(metrics_path: pathlib.Path | str, path: pathlib.Path | str, *,
                          key: str = "loss") -> pathlib.Path:
-    """``key`` against iteration, one panel per training stage (e.g. autoencoder, gmmn)."""
-    stages: dict[str, tuple[list[float], list[float]]] = {}
+    """``key`` against iteration, one panel per training stage (e.g. autoencoder, gmmn).
+
+    A stage with several optimised parts logs ``<key>_<part>`` instead (a GAN's
+    ``loss_discriminator`` and ``loss_generator``); each becomes one line of its panel.
+    """
+    stages: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
     for rec in read_metrics(metrics_path):
-        if key in rec and "iteration" in rec and rec[key] is not None:
-            its, vals = stages.setdefault(str(rec.get("stage", "train")), ([], []))
+        if "iteration" not in rec:
+            continue
+        for name, value in rec.items():
+            if value is None or not (name == key or name.startswith(key + "_")):
+                continue
+            lines = stages.setdefault(str(rec.get("stage", "train")), {})
+            its, vals = lines.setdefault(name, ([], []))
             its.append(float(rec["iteration"]))
-            vals.append(float(rec[key]))
+            vals.append(float(value))
     if not stages:
         raise CheckpointError(f"{metrics_path} has no records with 'iteration' and {key!r}")
     fig = _figure(4.5 * len(stages), 3.2)
-    for i, (stage, (its, vals)) in enumerate(stages.items()):
+    for i, (stage, lines) in enumerate(stages.items()):
         ax = fig.add_subplot(1, len(stages), i + 1)
-        ax.plot(its, vals, lw=1)
-        if all(v > 0 for v in vals):
+        for name, (its, vals) in lines.items():
+            ax.plot(its, vals, lw=1, label=name.removeprefix(key + "_"))
+        if all(v > 0 for _, vals in lines.values() for v in vals):
             ax.set_yscale("log")  # MMD losses fall over orders of magnitude
+        if len(lines) > 1:
+            ax.legend(fontsize=7)
         ax.set_title(stage, fontsize=9)
         ax.set_xlabel("iteration")
         ax.set_ylabel(key)

@@ -3,7 +3,7 @@
 Each number comes with the score real data gets under the same procedure (training images
 in place of samples, scored against the test set), so a reader sees the ceiling next to the
 model. The run is any object with ``sample(n, *, seed)``, and for interpolations
-``decode_prior(z)`` and ``prior_dim`` (``gmmn.train.load_run`` returns one).
+``decode_prior(z)`` and ``prior_dim`` (``gmmn.api.load_run`` returns one).
 """
 
 from __future__ import annotations
