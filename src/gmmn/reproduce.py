@@ -152,7 +152,7 @@ def reproduce(p: Plan, *, on_event: Event | None = None) -> dict:
     from gmmn.data import load_dataset
 
     say = on_event or (lambda msg: log.info("%s", msg))
-    splits = load_dataset(p.dataset, data_dir=p.data_dir)
+    splits = load_dataset(p.dataset, data_dir=p.data_dir, seed=p.seed)
     rows = []
     for (label, _, paper_row), cfg in zip(MODELS, p.configs, strict=True):
         run_dir = p.out / cfg.preset
