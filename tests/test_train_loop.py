@@ -170,3 +170,15 @@ def test_every_config_field_has_help():
 
     names = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset"}
     assert names == set(FIELD_HELP)
+
+
+def test_training_uses_the_split_of_the_run_seed():
+    # `gmmn evaluate` loads the split of the run's seed; training must hold out the same rows.
+    from gmmn.data import load_dataset
+    from gmmn.runner import load_splits
+
+    cfg = dataclasses.replace(get_preset("digits-gmmn"), seed=3)
+    got = load_splits(cfg)
+    want = load_dataset("digits", seed=3)
+    assert torch.equal(got.train, want.train) and torch.equal(got.test, want.test)
+    assert not torch.equal(got.test, load_dataset("digits", seed=0).test)

@@ -62,7 +62,9 @@ def load_splits(cfg: TrainConfig):
     from gmmn.data import load_dataset
 
     extra = {"standardize": True} if cfg.standardize else {}
-    return load_dataset(cfg.dataset, data_dir=cfg.data_dir, **extra)
+    # The run's seed picks the split (digits, user data); `gmmn evaluate` and `gmmn reproduce`
+    # load the split of that seed, so training must too or test rows leak into training.
+    return load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, **extra)
 
 
 def data_info(splits) -> dict:
