@@ -48,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in _COMMANDS:
         importlib.import_module(name).register(sub)
+    # Also accepted after the subcommand (`gmmn train ... --debug`), where users type them;
+    # SUPPRESS keeps the value given before the subcommand when the flag is absent here.
+    for cmd in sub.choices.values():
+        cmd.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                         help="show tracebacks of errors")
+        cmd.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
+                         help="log at INFO level")
     return parser
 
 
