@@ -131,3 +131,19 @@ def test_cli_refuses_pickles_and_ambiguous_npz_without_traceback(tmp_path, cli):
 
     with pytest.raises(DataError, match="choose one with --key-b"):  # --debug re-raises
         main(["--debug", "mmd-test", str(tmp_path / "a.npy"), str(tmp_path / "two.npz")])
+
+
+def test_cli_sigmas_take_commas_and_debug_works_after_the_subcommand(tmp_path, capsys):
+    from gmmn.cli import main
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "a.npy", rng.normal(size=(20, 3)))
+    np.save(tmp_path / "b.npy", rng.normal(size=(20, 3)) + 1.0)
+    a, b = str(tmp_path / "a.npy"), str(tmp_path / "b.npy")
+    assert main(["mmd-test", a, b, "--sigmas", "1,2", "--permutations", "20"]) == 0
+    comma = json.loads(capsys.readouterr().out)
+    assert main(["mmd-test", a, b, "--sigmas", "1", "2", "--permutations", "20"]) == 0
+    assert json.loads(capsys.readouterr().out) == comma and comma["sigmas"] == [1.0, 2.0]
+    assert main(["mmd-test", a, b, "--permutations", "0"]) == 2  # one line, no traceback
+    with pytest.raises(MMDError, match="must all be finite and > 0"):
+        main(["mmd-test", a, b, "--sigmas", "0,1", "--debug"])

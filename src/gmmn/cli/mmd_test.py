@@ -70,6 +70,14 @@ def load_samples(path_text: str, key: str | None = None, flag: str = "--key") ->
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float64))
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or a comma-separated "
+                                         "list of numbers") from None
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.permutations < 1:
         raise ConfigError(f"--permutations {args.permutations} must be >= 1")
@@ -78,7 +86,8 @@ def _run(args: argparse.Namespace) -> int:
     if a.shape[1] != b.shape[1]:
         raise DataError(f"{args.a} has {a.shape[1]} features per sample but {args.b} has "
                         f"{b.shape[1]}; both files need the same number of columns")
-    result = two_sample_test(a, b, sigmas=args.sigmas, permutations=args.permutations,
+    sigmas = None if args.sigmas is None else [v for part in args.sigmas for v in part]
+    result = two_sample_test(a, b, sigmas=sigmas, permutations=args.permutations,
                              seed=args.seed, estimator=args.estimator, kernel=args.kernel)
     out = {"statistic": result.statistic, "p_value": result.p_value,
            "permutations": result.permutations, "sigmas": list(result.sigmas),
@@ -98,8 +107,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # 1000 relabellings resolve p-values down to about 0.001.
     p.add_argument("--permutations", type=int, default=1000, help="random relabellings")
     p.add_argument("--seed", type=int, default=0, help="seed of the relabellings")
-    p.add_argument("--sigmas", type=float, nargs="+",
-                   help="kernel scales as STANDARD DEVIATIONS (default: median heuristic)")
+    # Comma- or space-separated, so `--sigmas 1,2` works as it does for `gmmn train`.
+    p.add_argument("--sigmas", type=_floats, nargs="+",
+                   help="kernel scales as STANDARD DEVIATIONS, e.g. 1,2 or 1 2 "
+                        "(default: median heuristic)")
     # Unbiased: the statistic is 0 in expectation under H0, so its value is readable too.
     p.add_argument("--estimator", choices=ESTIMATORS, default="unbiased")
     p.add_argument("--kernel", default="gaussian", help="gaussian, laplacian or imq")
