@@ -50,12 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
         importlib.import_module(name).register(sub)
     # Also accepted after the subcommand (`gmmn train ... --debug`), where users type them;
     # SUPPRESS keeps the value given before the subcommand when the flag is absent here.
+    _add_common_flags(sub)
+    return parser
+
+
+def _add_common_flags(sub: argparse._SubParsersAction) -> None:
     for cmd in sub.choices.values():
         cmd.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                          help="show tracebacks of errors")
         cmd.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
                          help="log at INFO level")
-    return parser
+        for action in cmd._actions:  # nested actions, e.g. `gmmn data info`
+            if isinstance(action, argparse._SubParsersAction):
+                _add_common_flags(action)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
