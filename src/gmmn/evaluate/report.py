@@ -174,7 +174,7 @@ def render_markdown(report: dict) -> str:
     if "coverage" in report and "skipped" not in report["coverage"]:
         c, r = report["coverage"], report["coverage"]["reference"]
         k = len(c["histogram"])
-        rows.append(("classes present (of %d)" % k, f"{round(c['classes_present'] * k)}",
+        rows.append((f"classes present (of {k})", f"{round(c['classes_present'] * k)}",
                      f"{round(r['classes_present'] * k)}"))
         rows.append(("total variation to test labels", _fmt(c["total_variation"]),
                      _fmt(r["total_variation"])))
