@@ -95,6 +95,14 @@ def test_fashion_label_counts_and_validation_rule(fashion):
 
 
 @needs_fashion
+def test_fashion_split_is_the_papers_whatever_the_run_seed(fashion):
+    # A run with --seed 3 must be scored on the same validation images as one with seed 0.
+    other = load_dataset("fashion-mnist", download=False, seed=3)
+    assert torch.equal(other.validation_labels, fashion.validation_labels)
+    assert torch.equal(other.validation[:50], fashion.validation[:50])
+
+
+@needs_fashion
 def test_debian_gzip_is_recompressed_but_content_is_official():
     # Zalando's published MD5 of the served .gz differs from Debian's file, while the
     # content hash in our table matches: the reason checksums cover uncompressed bytes.
