@@ -9,6 +9,22 @@ import numpy as np
 import torch
 
 
+def tile(images: torch.Tensor, ncol: int, *, pad: int = 1, fill: float = 1.0) -> torch.Tensor:
+    """Tile (n, h, w) images into one (rows*(h+pad)+pad, ncol*(w+pad)+pad) image.
+
+    The one tiling of the package: training grids, ``gmmn sample`` and the evaluation
+    figures all draw through it (``fill`` is the colour of the padding).
+    """
+    n, h, w = images.shape
+    rows = -(-n // ncol)
+    canvas = torch.full((rows * (h + pad) + pad, ncol * (w + pad) + pad), float(fill))
+    for i in range(n):
+        r, c = divmod(i, ncol)
+        top, left = pad + r * (h + pad), pad + c * (w + pad)
+        canvas[top:top + h, left:left + w] = images[i]
+    return canvas
+
+
 def image_grid(images: torch.Tensor, image_shape: tuple[int, int], *, ncol: int | None = None,
                pad: int = 1) -> np.ndarray:
     """Tile (n, H*W) images into one uint8 (rows, cols) array, white-padded.
@@ -19,15 +35,7 @@ def image_grid(images: torch.Tensor, image_shape: tuple[int, int], *, ncol: int 
     lo, hi = float(x.min()), float(x.max())
     if lo < 0 or hi > 1:
         x = (x - lo) / max(hi - lo, 1e-12)
-    n = len(x)
-    ncol = ncol or math.ceil(math.sqrt(n))
-    nrow = math.ceil(n / ncol)
-    h, w = image_shape
-    grid = np.ones((nrow * (h + pad) + pad, ncol * (w + pad) + pad), dtype=np.float32)
-    for i in range(n):
-        r, c = divmod(i, ncol)
-        top, left = pad + r * (h + pad), pad + c * (w + pad)
-        grid[top:top + h, left:left + w] = x[i].numpy()
+    grid = tile(x, ncol or math.ceil(math.sqrt(len(x))), pad=pad).numpy()
     return (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
 
 
