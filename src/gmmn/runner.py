@@ -81,9 +81,9 @@ def data_info(splits) -> dict:
 
 def to_data_units(x: torch.Tensor, info: dict) -> torch.Tensor:
     """Undo the loader's standardisation (identity for data that was not standardised)."""
-    if info.get("mean") is None or info.get("std") is None:
-        return x
-    return x * info["std"].to(x) + info["mean"].to(x)
+    from gmmn.data.splits import unstandardize
+
+    return unstandardize(x, info.get("mean"), info.get("std"))
 
 
 def stage_names(cfg: TrainConfig) -> list[str]:

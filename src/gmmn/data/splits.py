@@ -59,9 +59,15 @@ class Splits:
 
     def unstandardize(self, x: torch.Tensor) -> torch.Tensor:
         """Map standardised values (e.g. generator samples) back to data units: x*std + mean."""
-        if self.mean is None or self.std is None:
-            return x
-        return x * self.std.to(x) + self.mean.to(x)
+        return unstandardize(x, self.mean, self.std)
+
+
+def unstandardize(x: torch.Tensor, mean: torch.Tensor | None, std: torch.Tensor | None
+                  ) -> torch.Tensor:
+    """x * std + mean, or x unchanged when the data was not standardised."""
+    if mean is None or std is None:
+        return x
+    return x * std.to(x) + mean.to(x)
 
 
 def random_split(n: int, fractions: Sequence[float], *, seed: int) -> list[np.ndarray]:
