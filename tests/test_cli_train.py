@@ -164,3 +164,43 @@ def test_digits_presets_end_to_end(preset, tmp_path, cli):
     gmmn = [r["loss"] for r in rows if r["stage"] == "gmmn"]
     assert gmmn[-1] < 0.5 * gmmn[0]
     assert (tmp_path / "samples.png").exists()
+
+
+def test_reconstructions_decode_the_codes_of_the_rows_they_draw(ae_run):
+    from gmmn.api import Reconstructions
+    from gmmn.data import load_dataset
+    from gmmn.errors import DataError
+
+    run = load_run(ae_run)
+    images = load_dataset("digits").train
+    rec = Reconstructions(run, images)
+    x = rec.sample(5, seed=3)
+    rows = torch.randperm(len(images), generator=torch.Generator().manual_seed(3))[:5]
+    ae = run.model.autoencoder
+    assert torch.equal(x, ae.decode(ae.encode(images[rows])).detach())
+    assert torch.equal(x, rec.sample(5, seed=3)) and x.shape == (5, 64)
+    assert rec.sample(len(images) + 3, seed=0).shape == (len(images) + 3, 64)
+    with pytest.raises(DataError, match="shape"):
+        Reconstructions(run, images[:, :10])
+
+
+def test_evaluate_reconstructions_writes_its_own_report(ae_run, tmp_path, capsys):
+    code = main(["evaluate", "--run", str(ae_run), "--reconstructions", "--metrics",
+                 "parzen,nn", "--n-samples", "200"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((ae_run / "eval-reconstructions" / "report.json").read_text())
+    assert report["metrics"] == ["parzen", "nn"] and "mean" in report["parzen"]
+    assert main(["evaluate", "--run", str(ae_run), "--reconstructions", "--metrics",
+                 "parzen,interpolation"]) == 2
+    assert "no prior to interpolate" in capsys.readouterr().err
+
+
+def test_reconstructions_need_an_autoencoder(tmp_path):
+    from gmmn.api import Reconstructions
+    from gmmn.errors import DataError
+
+    cfg = dataclasses.replace(get_preset("digits-gmmn"), iterations=2, hidden=(8,),
+                              sample_batch_size=16, data_batch_size=16, sample_every=0)
+    train(cfg, out_dir=tmp_path)
+    with pytest.raises(DataError, match="no autoencoder"):
+        Reconstructions(load_run(tmp_path), torch.zeros(3, 64))

@@ -77,6 +77,48 @@ class Run:
         return to_data_units(self.model.sample(n, generator=gen), self.data)
 
 
+@dataclass
+class Reconstructions:
+    """A GMMN+AE run's autoencoder as a sample source: ``sample(n, seed=s)`` returns the
+    reconstructions (decode of encode, no dropout) of ``n`` random rows of ``images``.
+
+    Scored like samples (``gmmn evaluate --reconstructions``), they show the ceiling of the
+    GMMN+AE: what its samples would score if the code-space GMMN matched the distribution of
+    codes exactly. A gap between the samples and this ceiling is the GMMN's; a gap between the
+    ceiling and real data is the autoencoder's.
+    """
+
+    run: Run
+    images: torch.Tensor  # (N, D) in data units, e.g. the training split
+
+    def __post_init__(self) -> None:
+        if self.run.model.autoencoder is None:
+            raise DataError(f"run of preset {self.run.config.preset!r} has no autoencoder, so "
+                            "it has no reconstructions; pass a GMMN+AE run")
+        if self.images.ndim != 2 or self.images.shape[1] != self.run.dim:
+            raise DataError(f"images must have shape (N, {self.run.dim}), "
+                            f"got {tuple(self.images.shape)}")
+
+    @property
+    def config(self) -> TrainConfig:
+        return self.run.config
+
+    @torch.no_grad()
+    def sample(self, n: int, *, seed: int | None = None) -> torch.Tensor:
+        if n <= 0:
+            raise DataError(f"the number of samples must be positive, got {n}")
+        gen = None if seed is None else torch.Generator().manual_seed(seed)
+        total = self.images.shape[0]
+        rows = (torch.randperm(total, generator=gen)[:n] if n <= total
+                else torch.randint(total, (n,), generator=gen))  # more than there are
+        info = self.run.data
+        x = self.images[rows].to(self.run.device, torch.float32)
+        if info.get("mean") is not None:  # into the standardised units the model saw
+            x = (x - info["mean"].to(x)) / info["std"].to(x)
+        ae = self.run.model.autoencoder
+        return to_data_units(ae.decode(ae.encode(x)), info)
+
+
 def load_run(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> Run:
     """The model of a run directory (or a checkpoint file), for sampling and evaluation."""
     path = Path(run_dir)

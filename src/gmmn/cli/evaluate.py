@@ -10,7 +10,7 @@ import argparse
 import pathlib
 from typing import Any
 
-from gmmn.errors import CheckpointError
+from gmmn.errors import CheckpointError, ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dataset name or path (default: the one in the run's config)")
     p.add_argument("--data-dir", type=pathlib.Path, default=None, help="where datasets live")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reconstructions", action="store_true",
+                   help="score the autoencoder's reconstructions of training images instead "
+                        "of samples (GMMN+AE runs): the ceiling a perfect code-space GMMN "
+                        "would reach (default report: RUN/eval-reconstructions/report.json)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(handler=main)
 
@@ -73,9 +77,14 @@ class _Bars:
 
 def main(args: argparse.Namespace) -> int:
     from gmmn.data import load_dataset
-    from gmmn.evaluate.report import evaluate_run, parse_metrics
+    from gmmn.evaluate.report import METRICS, evaluate_run, parse_metrics
 
     chosen = parse_metrics(args.metrics)  # a bad name fails before the slow loading
+    if args.reconstructions:
+        if "interpolation" in chosen and args.metrics != ",".join(METRICS):
+            raise ConfigError("--reconstructions has no prior to interpolate in; drop "
+                              "interpolation from --metrics")
+        chosen = tuple(m for m in chosen if m != "interpolation")
     if not args.run.is_dir():
         raise CheckpointError(f"run directory {args.run} does not exist; pass the folder "
                               "that `gmmn train --out` wrote")
@@ -89,7 +98,12 @@ def main(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or (cfg.get("data_dir") if isinstance(cfg, dict)
                                  else getattr(cfg, "data_dir", None))
     splits = load_dataset(name, data_dir=data_dir, seed=seed)
-    out = args.out or args.run / "eval" / "report.json"
+    if args.reconstructions:
+        from gmmn.api import Reconstructions
+
+        run = Reconstructions(run, splits.train)
+    out = args.out or args.run / ("eval-reconstructions" if args.reconstructions
+                                  else "eval") / "report.json"
     bars = _Bars()
     try:
         report = evaluate_run(run, splits, out_dir=out.parent, metrics_to_run=chosen,
