@@ -204,3 +204,19 @@ def test_reconstructions_need_an_autoencoder(tmp_path):
     train(cfg, out_dir=tmp_path)
     with pytest.raises(DataError, match="no autoencoder"):
         Reconstructions(load_run(tmp_path), torch.zeros(3, 64))
+
+
+def test_code_space_match_script_compares_generated_and_real_codes(ae_run):
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root / "src")}
+    out = subprocess.run([sys.executable, str(root / "scripts" / "code_space_match.py"),
+                          "--run", str(ae_run), "--n", "50"], capture_output=True, text=True,
+                         env=env, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "50 codes of dimension 4" in out.stdout
+    assert "median pairwise distance: generated" in out.stdout
