@@ -136,7 +136,7 @@ DIGITS_GMMN_AE = replace(
 # and collapsed to one image on digits, so the presets use Adam with the DCGAN settings.
 GAN_PAPER_SGD = {"gan_optimizer": "sgd", "lr": 0.1, "gan_lr_decay": 1.000004,
                  "gan_min_lr": 1e-6, "momentum": 0.5, "gan_final_momentum": 0.7,
-                 "gan_momentum_ramp": 137500}
+                 "gan_momentum_ramp": 137500, "iterations": 137500}  # 250 epochs
 
 MNIST_GAN = replace(
     MNIST_GMMN,
