@@ -17,6 +17,7 @@ import torch
 
 from gmmn.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from gmmn.config import TrainConfig
+from gmmn.data.splits import standardize
 from gmmn.errors import DataError
 from gmmn.models import GenerativeModel, build_model
 from gmmn.runner import to_data_units, train
@@ -71,10 +72,15 @@ class Run:
     @torch.no_grad()
     def sample(self, n: int, *, seed: int | None = None) -> torch.Tensor:
         """``n`` samples (n, D) in data space; the same seed gives the same samples."""
-        if n <= 0:
-            raise DataError(f"the number of samples must be positive, got {n}")
-        gen = None if seed is None else torch.Generator().manual_seed(seed)
+        gen = _sample_generator(n, seed)
         return to_data_units(self.model.sample(n, generator=gen), self.data)
+
+
+def _sample_generator(n: int, seed: int | None) -> torch.Generator | None:
+    """The generator of a ``sample(n, seed=...)`` call, after checking ``n``."""
+    if n <= 0:
+        raise DataError(f"the number of samples must be positive, got {n}")
+    return None if seed is None else torch.Generator().manual_seed(seed)
 
 
 @dataclass
@@ -105,16 +111,13 @@ class Reconstructions:
 
     @torch.no_grad()
     def sample(self, n: int, *, seed: int | None = None) -> torch.Tensor:
-        if n <= 0:
-            raise DataError(f"the number of samples must be positive, got {n}")
-        gen = None if seed is None else torch.Generator().manual_seed(seed)
+        gen = _sample_generator(n, seed)
         total = self.images.shape[0]
         rows = (torch.randperm(total, generator=gen)[:n] if n <= total
                 else torch.randint(total, (n,), generator=gen))  # more than there are
         info = self.run.data
-        x = self.images[rows].to(self.run.device, torch.float32)
-        if info.get("mean") is not None:  # into the standardised units the model saw
-            x = (x - info["mean"].to(x)) / info["std"].to(x)
+        x = standardize(self.images[rows].to(self.run.device, torch.float32),
+                        info.get("mean"), info.get("std"))
         ae = self.run.model.autoencoder
         return to_data_units(ae.decode(ae.encode(x)), info)
 

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="Parzen log-likelihood, FD, KID, coverage, figures",
                        description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True, type=pathlib.Path, help="a run directory")
-    p.add_argument("--metrics", default=",".join(METRICS),
+    p.add_argument("--metrics", default=None,
                    help=f"comma-separated subset of {','.join(METRICS)} (default: all)")
     p.add_argument("--out", type=pathlib.Path, default=None,
                    help="report.json path; figures and report.md go beside it "
@@ -77,11 +77,11 @@ class _Bars:
 
 def main(args: argparse.Namespace) -> int:
     from gmmn.data import load_dataset
-    from gmmn.evaluate.report import METRICS, evaluate_run, parse_metrics
+    from gmmn.evaluate.report import evaluate_run, parse_metrics
 
     chosen = parse_metrics(args.metrics)  # a bad name fails before the slow loading
     if args.reconstructions:
-        if "interpolation" in chosen and args.metrics != ",".join(METRICS):
+        if "interpolation" in chosen and args.metrics is not None:
             raise ConfigError("--reconstructions has no prior to interpolate in; drop "
                               "interpolation from --metrics")
         chosen = tuple(m for m in chosen if m != "interpolation")

@@ -62,6 +62,15 @@ class Splits:
         return unstandardize(x, self.mean, self.std)
 
 
+def standardize(x: torch.Tensor, mean: torch.Tensor | None, std: torch.Tensor | None
+                ) -> torch.Tensor:
+    """(x - mean) / std, the inverse of :func:`unstandardize`: data units into the units a
+    model trained on standardised data saw (x unchanged when the data was not standardised)."""
+    if mean is None or std is None:
+        return x
+    return (x - mean.to(x)) / std.to(x)
+
+
 def unstandardize(x: torch.Tensor, mean: torch.Tensor | None, std: torch.Tensor | None
                   ) -> torch.Tensor:
     """x * std + mean, or x unchanged when the data was not standardised."""
