@@ -1,4 +1,5 @@
-"""``gmmn data``: inspect a dataset's splits, or download one into the cache."""
+"""``gmmn data``: inspect a dataset's splits, download one into the cache, or import MNIST
+from the classic ``mnist.pkl.gz``."""
 
 from __future__ import annotations
 
@@ -52,6 +53,19 @@ def register(subparsers) -> None:
     down.add_argument("dataset", metavar="NAME", help="mnist or fashion-mnist")
     down.add_argument("--data-dir", default=None, help="folder searched before downloading")
     down.set_defaults(handler=_download)
+
+    imp = sub.add_parser("import", help="write the official MNIST IDX files from mnist.pkl.gz",
+                         description="Rebuild the four official MNIST IDX files from the "
+                         "classic mnist.pkl.gz (50000/10000/10000 images), check each against "
+                         "the published SHA-256, and put them into the cache (or --data-dir). "
+                         "The pickle is read by a restricted unpickler that loads numpy "
+                         "arrays and nothing else.")
+    imp.add_argument("dataset", metavar="NAME", choices=("mnist",),
+                     help="mnist (the only dataset with a pickle importer)")
+    imp.add_argument("path", metavar="PATH", help="mnist.pkl.gz, gzipped or not")
+    imp.add_argument("--data-dir", default=None,
+                     help="write the IDX files here instead of the cache ($GMMN_DATA/mnist)")
+    imp.set_defaults(handler=_import)
 
 
 def _summary(splits) -> dict:
@@ -118,5 +132,15 @@ def _download(args: argparse.Namespace) -> int:
     if args.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {args.dataset!r}; choose mnist or fashion-mnist")
     for path in download_dataset(args.dataset, data_dir=args.data_dir, progress=_progress):
+        print(path)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from gmmn.data import cache_dir
+    from gmmn.data.mnist_pickle import import_mnist_pickle
+
+    dest = args.data_dir if args.data_dir is not None else cache_dir(args.dataset)
+    for path in import_mnist_pickle(args.path, dest):
         print(path)
     return 0

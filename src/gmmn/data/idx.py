@@ -85,11 +85,8 @@ def parse_idx(data: bytes, *, source: str, ndim: int | None = None) -> np.ndarra
     return values.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
 
 
-def write_idx(path: Path, array: np.ndarray, *, compress: bool | None = None) -> None:
-    """Write `array` as an IDX file (gzipped when `compress` or the name ends in .gz).
-
-    For tests and for users converting their own data to the MNIST layout.
-    """
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The uncompressed IDX bytes of `array` (what the published checksums cover)."""
     array = np.asarray(array)
     matches = [(k, d) for k, d in _IDX_TYPES.items()
                if array.dtype.kind == d.kind and array.dtype.itemsize == d.itemsize]
@@ -97,7 +94,15 @@ def write_idx(path: Path, array: np.ndarray, *, compress: bool | None = None) ->
         raise DataError(f"IDX cannot store dtype {array.dtype}")
     kind, dtype = matches[0]
     head = bytes([0, 0, kind, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
-    data = head + array.astype(dtype).tobytes()
+    return head + array.astype(dtype).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray, *, compress: bool | None = None) -> None:
+    """Write `array` as an IDX file (gzipped when `compress` or the name ends in .gz).
+
+    For tests and for users converting their own data to the MNIST layout.
+    """
+    data = idx_bytes(array)
     if compress if compress is not None else str(path).endswith(".gz"):
         data = gzip.compress(data, mtime=0)
     Path(path).write_bytes(data)
