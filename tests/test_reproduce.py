@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from gmmn.cli import main
 from gmmn.config import TrainConfig
 from gmmn.data import mnist
 from gmmn.presets import GAN_PAPER_SGD, get_preset
-from gmmn.reproduce import PAPER_TABLE, plan, scale_iterations, train_command
+from gmmn.reproduce import PAPER_TABLE, available_models, plan, scale_iterations, train_command
 
 
 @pytest.fixture
@@ -45,17 +46,26 @@ def test_quick_digits_table_and_rerun(quiet_env, cli):
     for row, paper in zip(table["rows"], ("GMMN (data space)", "GMMN+AE", "Adversarial nets"),
                           strict=True):
         assert row["paper_mnist"]["mean"] == PAPER_TABLE[paper][0]
-        assert np.isfinite(row["parzen"]["mean"]) and row["parzen"]["stderr"] > 0
-        assert row["train_seconds"] > 0 and row["eval_seconds"] > 0
-        assert row["fd"]["value"] >= 0 and 0 <= row["classes_present"]["classes_present"] <= 1
-        train_cmd, eval_cmd = row["commands"]
-        assert train_cmd.startswith(f"gmmn train --preset {row['preset']} --out {out}/")
-        assert eval_cmd == f"gmmn evaluate --run {out}/{row['preset']} --n-samples 1000"
+        assert row["seeds"] == [0] and len(row["runs"]) == 1
+        run = row["runs"][0]
+        # One seed: the row's mean is the run's number, with no spread over seeds.
+        assert row["parzen"]["mean"] == {"mean": run["parzen"]["mean"], "seed_std": None,
+                                         "n_seeds": 1}
+        assert np.isfinite(run["parzen"]["mean"]) and run["parzen"]["stderr"] > 0
+        assert run["train_seconds"] > 0 and run["eval_seconds"] > 0
+        assert run["fd"]["value"] >= 0 and 0 <= run["classes_present"]["classes_present"] <= 1
+        # Paths and commands are relative to the output folder, never absolute.
+        assert run["run"] == f"{row['preset']}/seed-0" and str(quiet_env) not in json.dumps(row)
+        train_cmd, eval_cmd = run["commands"]
+        assert train_cmd.startswith(f"gmmn train --preset {row['preset']} --out "
+                                    f"{row['preset']}/seed-0")
+        assert eval_cmd == f"gmmn evaluate --run {row['preset']}/seed-0 --n-samples 1000"
         assert train_cmd in md and eval_cmd in md
-        assert (out / row["preset"] / "eval" / "report.json").exists()
-        assert f"| {row['parzen']['mean']:.1f} +- " in md
+        assert (out / run["report"]).exists()
+        assert f"| {run['parzen']['mean']:.1f} | " in md
+    assert str(quiet_env) not in md
     real = table["real_data"]["parzen"]["mean"]
-    assert real > max(r["parzen"]["mean"] for r in table["rows"])  # the ceiling
+    assert real > max(r["parzen"]["mean"]["mean"] for r in table["rows"])  # the ceiling
     assert "| GMMN+AE | 282 +- 2 | 2204 +- 20 |" in md  # the paper's table beside ours
     assert "| Adversarial nets | 225 +- 2 | 2057 +- 26 |" in md
     assert "not comparable" in md
@@ -69,13 +79,52 @@ def test_quick_digits_table_and_rerun(quiet_env, cli):
     assert clash.returncode == 2 and "cannot change it" in clash.stderr
 
 
+def test_rows_aggregate_their_seeds(quiet_env):
+    from gmmn.reproduce import reproduce
+
+    out = quiet_env / "seeds"
+    p = plan("digits", out=out, quick=True, scale=0.02, n_samples=200, models=["gmmn-ae"],
+             seeds=(0, 1))
+    table = reproduce(p)
+    (row,) = table["rows"]
+    assert row["seeds"] == [0, 1] and [r["seed"] for r in row["runs"]] == [0, 1]
+    means = [r["parzen"]["mean"] for r in row["runs"]]
+    assert means[0] != means[1]  # two trainings, two evaluations
+    summary = row["parzen"]["mean"]
+    # Mean and sample standard deviation of two numbers, written out.
+    assert summary["mean"] == pytest.approx((means[0] + means[1]) / 2)
+    assert summary["seed_std"] == pytest.approx(abs(means[0] - means[1]) / np.sqrt(2))
+    assert row["parzen"]["run_stderr"] == pytest.approx(
+        np.mean([r["parzen"]["stderr"] for r in row["runs"]]))
+    recalls = [r["precision_recall"]["recall"] for r in row["runs"]]
+    assert row["precision_recall"]["recall"]["mean"] == pytest.approx(np.mean(recalls))
+    md = (out / "table.md").read_text()
+    assert f"| 0,1 | {summary['mean']:.1f} +- {summary['seed_std']:.1f} |" in md
+    for run in row["runs"]:
+        assert (out / "digits-gmmn-ae" / f"seed-{run['seed']}" / "checkpoint.pt").exists()
+        assert f"--seed {run['seed']}" in run["commands"][1] or run["seed"] == 0
+
+
+def test_model_seeds_and_bad_selections():
+    from gmmn.errors import ConfigError
+
+    p = plan("mnist", out="x", seeds=(0, 1, 2), model_seeds={"gan": (0,)})
+    seeds = {m.suffix: m.seeds for m in p.models}
+    assert seeds["gmmn-ae"] == (0, 1, 2) and seeds["gan"] == (0,)
+    assert [c.seed for c in p.configs].count(1) == len(p.models) - 1
+    with pytest.raises(ConfigError, match="digits has no model 'gmmn-ae-plus'"):
+        plan("digits", out="x", models=["gmmn-ae-plus"])
+    with pytest.raises(ConfigError, match="distinct non-negative"):
+        plan("digits", out="x", seeds=(1, 1))
+
+
 def test_train_command_rebuilds_the_config():
     from gmmn.cli import build_parser
     from gmmn.cli.train import build_config
 
     for name in ("digits-gmmn-ae", "mnist-gan"):
         cfg = scale_iterations(dataclasses.replace(get_preset(name), seed=3), 0.01)
-        args = build_parser().parse_args(train_command(cfg, "x").split()[1:])
+        args = build_parser().parse_args(train_command(cfg, Path("x")).split()[1:])
         assert build_config(args, "x") == cfg
 
 
@@ -126,14 +175,16 @@ def test_mnist_path_on_a_small_idx_set(quiet_env, monkeypatch, capsys):
                  "--n-samples", "40", "--data-dir", str(data), "--out", str(out)])
     assert code == 0
     table = json.loads((out / "table.json").read_text())
-    assert [r["preset"] for r in table["rows"]] == ["mnist-gmmn", "mnist-gmmn-ae", "mnist-gan"]
+    assert [r["preset"] for r in table["rows"]] == [f"mnist-{m}" for m in
+                                                    available_models("mnist")]
     md = (out / "table.md").read_text()
     assert "| paper, MNIST |" in md and "not comparable" not in md
     for row in table["rows"]:
-        assert np.isfinite(row["parzen"]["mean"])
-        assert f"--data-dir {data}" in row["commands"][1]
-        assert f"--data-dir {data}" in row["commands"][0]
-    gan = json.loads((out / "mnist-gan" / "config.json").read_text())["config"]
+        run = row["runs"][0]
+        assert np.isfinite(run["parzen"]["mean"])
+        assert f"--data-dir {data}" in run["commands"][1]
+        assert f"--data-dir {data}" in run["commands"][0]
+    gan = json.loads((out / "mnist-gan" / "seed-0" / "config.json").read_text())["config"]
     expected = round(get_preset("mnist-gan").iterations * 0.00025)  # the preset, scaled
     assert gan["iterations"] == expected and gan["data_dir"] == str(data)
     assert capsys.readouterr().out == md

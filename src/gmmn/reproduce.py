@@ -1,12 +1,15 @@
 """Reproduce the paper's table: GMMN, GMMN+AE and the GAN baseline, trained and evaluated in
 one harness, side by side with the numbers the paper reports.
 
-For dataset D it trains the presets ``D-gmmn``, ``D-gmmn-ae`` and ``D-gan`` into
-``out/<preset>/`` (resumable: a finished run is kept, an interrupted one continues from its
-checkpoint), evaluates each with :func:`gmmn.evaluate.evaluate_run` (the paper's Parzen
-protocol and the classifier metrics, report in ``out/<preset>/eval/``) and writes
-``out/table.md`` and ``out/table.json``. Each row carries its wall times and the two
-``gmmn train`` / ``gmmn evaluate`` commands that recompute it alone.
+For dataset D it trains the presets ``D-gmmn``, ``D-gmmn-ae``, ``D-gan`` (and ``D-gmmn-ae-plus``
+where that preset exists) into ``out/<preset>/seed-<S>/`` for each training seed S (resumable:
+a finished run is kept, an interrupted one continues from its checkpoint), evaluates each run
+with :func:`gmmn.evaluate.evaluate_run` (the paper's Parzen protocol and the classifier
+metrics, with the run's seed; report in ``.../eval/``) and writes ``out/table.md`` and
+``out/table.json``. A row aggregates its seeds: the mean over seeds, the standard deviation
+over seeds, and each run's own numbers. Every path in the table is relative to ``out``, and
+each run carries the ``gmmn train`` / ``gmmn evaluate`` commands that recompute it alone when
+run from ``out``.
 
 ``quick=True`` scales every iteration count of every preset by :data:`QUICK_SCALE` of the
 dataset and draws :data:`QUICK_SAMPLES` Parzen samples instead of the paper's 10000: a smoke
@@ -17,21 +20,22 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from gmmn.config import TrainConfig, package_versions
 from gmmn.errors import ConfigError
-from gmmn.presets import get_preset
+from gmmn.presets import PRESETS, get_preset
 
 log = logging.getLogger(__name__)
 
 DATASETS = ("mnist", "fashion-mnist", "digits")
-# (table row, preset suffix, the paper's row of the same model)
+# (table row, preset suffix, the paper's row of the same model or None)
 MODELS = (("GMMN", "gmmn", "GMMN (data space)"), ("GMMN+AE", "gmmn-ae", "GMMN+AE"),
-          ("GAN", "gan", "Adversarial nets"))
+          ("GMMN+AE plus", "gmmn-ae-plus", None), ("GAN", "gan", "Adversarial nets"))
 # The paper's Parzen table (SPEC.md): model -> (MNIST mean, +-, TFD mean, +-).
 PAPER_TABLE = {
     "DBN": (138, 2, 1909, 66),
@@ -113,72 +117,136 @@ def evaluate_command(run_dir: Path, *, n_samples: int, seed: int, data_dir: str 
 
 
 @dataclass(frozen=True)
+class ModelPlan:
+    """One row of the table: a model and its config for each training seed."""
+
+    label: str
+    suffix: str
+    paper_row: str | None
+    configs: tuple[TrainConfig, ...]  # one per seed, in the order of ``seeds``
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(c.seed for c in self.configs)
+
+
+@dataclass(frozen=True)
 class Plan:
-    """What one ``reproduce`` call runs: a config and a run folder per model."""
+    """What one ``reproduce`` call runs: a row per model, a run folder per seed."""
 
     dataset: str
     out: Path
     quick: bool
-    seed: int
     n_samples: int
     scale: float
     data_dir: str | None
     device: str | None
-    configs: tuple[TrainConfig, ...]
+    models: tuple[ModelPlan, ...]
+
+    @property
+    def configs(self) -> tuple[TrainConfig, ...]:
+        return tuple(c for m in self.models for c in m.configs)
 
 
-def plan(dataset: str, *, out: str | Path, quick: bool = False, seed: int = 0,
-         n_samples: int | None = None, scale: float | None = None,
-         data_dir: str | None = None, device: str | None = None) -> Plan:
-    """The three configs of ``dataset`` (paper settings, or scaled down with ``quick``)."""
+def run_dir_name(cfg: TrainConfig) -> Path:
+    """Where a run lives inside the output folder: ``<preset>/seed-<S>``."""
+    return Path(cfg.preset) / f"seed-{cfg.seed}"
+
+
+def available_models(dataset: str) -> tuple[str, ...]:
+    """The preset suffixes ``dataset`` has a preset for, in table order."""
+    return tuple(suffix for _, suffix, _ in MODELS if f"{dataset}-{suffix}" in PRESETS)
+
+
+def plan(dataset: str, *, out: str | Path, quick: bool = False,
+         seeds: Sequence[int] = (0,), model_seeds: Mapping[str, Sequence[int]] | None = None,
+         models: Sequence[str] | None = None, n_samples: int | None = None,
+         scale: float | None = None, data_dir: str | None = None,
+         device: str | None = None) -> Plan:
+    """The configs of ``dataset``'s models (paper settings, or scaled down with ``quick``).
+
+    seeds: the training seeds of every model; model_seeds overrides them per model suffix
+    (``{"gan": (0,)}``); models: which suffixes to run (default: every one the dataset has).
+    """
     if dataset not in DATASETS:
         raise ConfigError(f"gmmn reproduce covers {', '.join(DATASETS)}, not {dataset!r}"
                           + ("; TFD has no GAN preset yet" if dataset == "tfd" else ""))
+    have = available_models(dataset)
+    models = tuple(models) if models is not None else have
+    model_seeds = dict(model_seeds or {})
+    for name in [*models, *model_seeds]:
+        if name not in have:
+            raise ConfigError(f"{dataset} has no model {name!r} to reproduce; choose from "
+                              f"{', '.join(have)}")
+    for name, chosen in [("--seeds", seeds), *model_seeds.items()]:
+        if not chosen or len(set(chosen)) != len(chosen) or min(chosen) < 0:
+            raise ConfigError(f"the seeds of {name} must be distinct non-negative integers, "
+                              f"got {list(chosen)}")
     scale = scale if scale is not None else (QUICK_SCALE[dataset] if quick else 1.0)
     n_samples = n_samples if n_samples is not None else (QUICK_SAMPLES if quick else
                                                           PAPER_SAMPLES)
     if n_samples < 1:
         raise ConfigError(f"--n-samples must be positive, got {n_samples}")
-    extra = {"seed": seed, "data_dir": data_dir}
+    extra = {"data_dir": data_dir}
     if device is not None:
         extra["device"] = device
-    configs = tuple(scale_iterations(replace(get_preset(f"{dataset}-{suffix}"), **extra), scale)
-                    for _, suffix, _ in MODELS)
-    return Plan(dataset, Path(out), quick, seed, n_samples, scale, data_dir, device, configs)
+    rows = []
+    for label, suffix, paper_row in MODELS:
+        if suffix not in models:
+            continue
+        base = replace(get_preset(f"{dataset}-{suffix}"), **extra)
+        configs = tuple(scale_iterations(replace(base, seed=s), scale)
+                        for s in model_seeds.get(suffix, seeds))
+        rows.append(ModelPlan(label, suffix, paper_row, configs))
+    return Plan(dataset, Path(out), quick, n_samples, scale, data_dir, device, tuple(rows))
 
 
 def reproduce(p: Plan, *, on_event: Event | None = None) -> dict:
-    """Train and evaluate every model of ``p`` (skipping finished work); write the table."""
+    """Train and evaluate every run of ``p`` (skipping finished work); write the table."""
     from gmmn.data import load_dataset
 
     say = on_event or (lambda msg: log.info("%s", msg))
-    splits = load_dataset(p.dataset, data_dir=p.data_dir, seed=p.seed)
+    # The paper's data sets keep one split whatever the seed; digits splits by the run's
+    # seed (as `gmmn train` does), so each seed loads its own.
+    splits_of: dict[int, object] = {}
     rows = []
-    for (label, _, paper_row), cfg in zip(MODELS, p.configs, strict=True):
-        run_dir = p.out / cfg.preset
-        rows.append(_row(label, paper_row, cfg, run_dir, splits, p, say))
-    table = {"dataset": p.dataset, "quick": p.quick, "seed": p.seed, "n_samples": p.n_samples,
+    for model in p.models:
+        runs = []
+        for cfg in model.configs:
+            if cfg.seed not in splits_of:
+                splits_of[cfg.seed] = load_dataset(p.dataset, data_dir=p.data_dir, seed=cfg.seed)
+            runs.append(_run(cfg, splits_of[cfg.seed], p, say))
+        rows.append(_row(model, runs))
+    table = {"dataset": p.dataset, "quick": p.quick, "n_samples": p.n_samples,
              "iterations_scale": p.scale, "rows": rows, "real_data": _real_row(rows),
              "paper": {k: {"mnist": [v[0], v[1]], "tfd": [v[2], v[3]]}
                        for k, v in PAPER_TABLE.items()},
              "versions": package_versions()}
     p.out.mkdir(parents=True, exist_ok=True)
-    (p.out / "table.json").write_text(json.dumps(table, indent=2) + "\n")
-    (p.out / "table.md").write_text(render_table(table))
+    _write_text(p.out / "table.json", json.dumps(table, indent=2) + "\n")
+    _write_text(p.out / "table.md", render_table(table))
     say(f"wrote {p.out / 'table.md'} and {p.out / 'table.json'}")
     return table
 
 
-def _row(label: str, paper_row: str, cfg: TrainConfig, run_dir: Path, splits, p: Plan,
-         say: Event) -> dict:
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _run(cfg: TrainConfig, splits, p: Plan, say: Event) -> dict:
+    """Train (or resume, or keep) one run and evaluate it with its own seed."""
     from gmmn.api import load_run
     from gmmn.checkpoint import load_checkpoint
     from gmmn.evaluate.report import evaluate_run
     from gmmn.runner import resolve_device, train
 
+    rel = run_dir_name(cfg)
+    run_dir = p.out / rel
     # Resuming a finished run only checks that its settings match; an unfinished one
     # continues from its checkpoint; a missing one starts.
-    say(f"{cfg.preset}: training ({cfg.iterations} iterations) in {run_dir}")
+    say(f"{cfg.preset} seed {cfg.seed}: training ({cfg.iterations} iterations) in {run_dir}")
     train(cfg, out_dir=run_dir, resume=True, splits=splits)
     train_seconds = float(load_checkpoint(run_dir / "checkpoint.pt")["elapsed"])
     # `gmmn evaluate` runs on the CPU unless told otherwise; so does this, so that the
@@ -186,25 +254,23 @@ def _row(label: str, paper_row: str, cfg: TrainConfig, run_dir: Path, splits, p:
     eval_device = str(resolve_device(p.device)) if p.device else "cpu"
     eval_dir = run_dir / "eval"
     timing_path = eval_dir / "timing.json"
-    want = {"n_samples": p.n_samples, "seed": p.seed}
+    want = {"n_samples": p.n_samples, "seed": cfg.seed}
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
     report_path = eval_dir / "report.json"
     if (report_path.exists() and {k: timing.get(k) for k in want} == want
             and report_path.stat().st_mtime >= (run_dir / "checkpoint.pt").stat().st_mtime):
-        say(f"{cfg.preset}: evaluation done before, kept")
-        report = json.loads((eval_dir / "report.json").read_text())
+        say(f"{cfg.preset} seed {cfg.seed}: evaluation done before, kept")
+        report = json.loads(report_path.read_text())
     else:
-        say(f"{cfg.preset}: evaluating ({p.n_samples} Parzen samples)")
+        say(f"{cfg.preset} seed {cfg.seed}: evaluating ({p.n_samples} Parzen samples)")
         t0 = time.perf_counter()
         run = load_run(run_dir, device=eval_device)
         report = evaluate_run(run, splits, out_dir=eval_dir, n_samples=p.n_samples,
-                              seed=p.seed, metrics_file=run_dir / "metrics.jsonl")
+                              seed=cfg.seed, metrics_file=run_dir / "metrics.jsonl")
         timing = {**want, "seconds": time.perf_counter() - t0}
-        timing_path.write_text(json.dumps(timing) + "\n")
-    paper = PAPER_TABLE[paper_row]
+        _write_text(timing_path, json.dumps(timing) + "\n")
     return {
-        "model": label, "preset": cfg.preset, "run": str(run_dir), "paper_row": paper_row,
-        "paper_mnist": {"mean": paper[0], "stderr": paper[1]},
+        "seed": cfg.seed, "run": str(rel),
         "parzen": _pick(report.get("parzen"), "mean", "stderr", "sigma"),
         "fd": _pick(report.get("fd"), "value"),
         "kid": _pick(report.get("kid"), "mean", "std"),
@@ -212,13 +278,49 @@ def _row(label: str, paper_row: str, cfg: TrainConfig, run_dir: Path, splits, p:
         "precision_recall": _pick(report.get("precision-recall"), "precision", "recall"),
         "classifier_accuracy": (report.get("classifier") or {}).get("test_accuracy"),
         "train_seconds": train_seconds, "eval_seconds": float(timing["seconds"]),
-        "commands": [train_command(cfg, run_dir),
-                     evaluate_command(run_dir, n_samples=p.n_samples, seed=p.seed,
+        "commands": [train_command(cfg, rel),
+                     evaluate_command(rel, n_samples=p.n_samples, seed=cfg.seed,
                                       data_dir=p.data_dir, device=eval_device)],
-        "report": str(eval_dir / "report.json"),
+        "report": str(rel / "eval" / "report.json"),
         "_reference": {k: (report.get(k) or {}).get("reference") for k in
                        ("parzen", "fd", "kid", "coverage", "precision-recall")},
     }
+
+
+# (row key, the key averaged over seeds) of each aggregated score.
+_SCORES = (("parzen", "mean"), ("fd", "value"), ("kid", "mean"),
+           ("classes_present", "classes_present"), ("precision_recall", "precision"),
+           ("precision_recall", "recall"))
+
+
+def seed_summary(values: Sequence[float]) -> dict:
+    """Mean and sample standard deviation over seeds (None for one seed)."""
+    return {"mean": statistics.fmean(values),
+            "seed_std": statistics.stdev(values) if len(values) > 1 else None,
+            "n_seeds": len(values)}
+
+
+def _row(model: ModelPlan, runs: list[dict]) -> dict:
+    """A model's row: each score's mean and standard deviation over its seeds."""
+    row = {"model": model.label, "preset": model.configs[0].preset,
+           "paper_row": model.paper_row, "seeds": list(model.seeds)}
+    if model.paper_row is not None:
+        paper = PAPER_TABLE[model.paper_row]
+        row["paper_mnist"] = {"mean": paper[0], "stderr": paper[1]}
+    for key, inner in _SCORES:
+        values = [r[key][inner] for r in runs if r[key] is not None]
+        if len(values) == len(runs):
+            row.setdefault(key, {})[inner] = seed_summary(values)
+        else:
+            row.setdefault(key, None)
+    if row["parzen"] is not None:
+        # Each run's own standard error over test images, averaged: the within-run noise.
+        row["parzen"]["run_stderr"] = statistics.fmean(r["parzen"]["stderr"] for r in runs)
+        row["parzen"]["sigmas"] = [r["parzen"]["sigma"] for r in runs]
+    row["train_seconds"] = statistics.fmean(r["train_seconds"] for r in runs)
+    row["eval_seconds"] = statistics.fmean(r["eval_seconds"] for r in runs)
+    row["runs"] = runs
+    return row
 
 
 def _pick(entry: dict | None, *keys: str) -> dict | None:
@@ -228,13 +330,15 @@ def _pick(entry: dict | None, *keys: str) -> dict | None:
 
 
 def _real_row(rows: list[dict]) -> dict:
-    """Real training images through the same procedure (from the first report; every
-    report computes the same reference for one dataset, seed and sample count)."""
-    ref = rows[0]["_reference"]
+    """Real training images through the same procedure, from the first run's report (every
+    report computes the same reference for one dataset, evaluation seed and sample count)."""
+    ref = rows[0]["runs"][0]["_reference"]
     for row in rows:
-        del row["_reference"]
+        for run in row["runs"]:
+            del run["_reference"]
     return {
         "model": "real data (training images)",
+        "seed": rows[0]["runs"][0]["seed"],
         "parzen": _pick(ref["parzen"], "mean", "stderr", "sigma"),
         "fd": _pick(ref["fd"], "value"),
         "kid": _pick(ref["kid"], "mean", "std"),
@@ -243,12 +347,16 @@ def _real_row(rows: list[dict]) -> dict:
     }
 
 
-def _num(entry: dict | None, key: str, fmt: str = ".4g", err: str | None = None) -> str:
+def _agg(entry: dict | None, key: str, fmt: str) -> str:
+    """A score over seeds as ``mean +- sd`` (the sd left out for one seed)."""
     if entry is None or entry.get(key) is None:
         return "-"
-    text = format(entry[key], fmt)
-    if err is not None and entry.get(err) is not None:
-        text += f" +- {entry[err]:.2g}"
+    value = entry[key]
+    if not isinstance(value, dict):  # the real-data row: one number
+        return format(value, fmt)
+    text = format(value["mean"], fmt)
+    if value["seed_std"] is not None:
+        text += f" +- {value['seed_std']:{fmt}}"
     return text
 
 
@@ -259,38 +367,64 @@ def _seconds(s: float | None) -> str:
 
 
 def render_table(table: dict) -> str:
-    """table.md: our rows beside the paper's numbers, wall times, the commands per row."""
+    """table.md: our rows beside the paper's numbers, the runs of each seed, the commands."""
     ds, mnist = table["dataset"], table["dataset"] == "mnist"
     paper_col = "paper, MNIST" if mnist else "paper, MNIST (other data)"
     lines = [f"# Parzen table: {ds}" + (" (--quick: not the paper's settings)"
                                          if table["quick"] else ""), "",
              f"Parzen log-likelihood in nats (higher is better) by the paper's protocol with "
              f"{table['n_samples']} samples per set; iteration counts "
-             f"x{table['iterations_scale']:g} of the presets; seed {table['seed']}.", "",
-             f"| model | Parzen LL | sigma | {paper_col} | FD | KID | classes | precision / "
-             "recall | train time | eval time |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"x{table['iterations_scale']:g} of the presets. Each score is the mean over the "
+             "row's training seeds +- the standard deviation over those seeds (no +- for one "
+             "seed); 'run s.e.' is each run's own standard error of the Parzen mean over test "
+             "images, averaged.", "",
+             f"| model | seeds | Parzen LL | run s.e. | {paper_col} | FD | KID | classes | "
+             "precision | recall | train time (per run) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in [*table["rows"], table["real_data"]]:
         paper = row.get("paper_mnist")
-        pr = row["precision_recall"]
+        parzen = row["parzen"]
+        stderr = (parzen.get("run_stderr") if "run_stderr" in (parzen or {})
+                  else (parzen or {}).get("stderr"))
+        seeds = row.get("seeds", [row.get("seed")])
         lines.append(" | ".join([
             f"| {row['model']}" + (f" (`{row['preset']}`)" if "preset" in row else ""),
-            _num(row["parzen"], "mean", ".1f", "stderr"), _num(row["parzen"], "sigma", ".2f"),
+            ",".join(map(str, seeds)) if "seeds" in row else "-",
+            _agg(parzen, "mean", ".1f"),
+            "-" if stderr is None else f"{stderr:.2g}",
             f"{paper['mean']} +- {paper['stderr']}" if paper else "-",
-            _num(row["fd"], "value"), _num(row["kid"], "mean", ".3g"),
-            _num(row["classes_present"], "classes_present", ".2f"),
-            f"{pr['precision']:.3f} / {pr['recall']:.3f}" if pr else "-",
-            _seconds(row.get("train_seconds")), _seconds(row.get("eval_seconds")) + " |"]))
+            _agg(row["fd"], "value", ".3g"), _agg(row["kid"], "mean", ".3g"),
+            _agg(row["classes_present"], "classes_present", ".2f"),
+            _agg(row["precision_recall"], "precision", ".3f"),
+            _agg(row["precision_recall"], "recall", ".3f"),
+            _seconds(row.get("train_seconds")) + " |"]))
     lines += ["", "FD, KID, classes (fraction of classes present), precision / recall: on "
               "features of the evaluation classifier (docs/evaluation.md); the real-data row "
-              "puts training images through the same procedure."]
+              "puts training images through the same procedure (evaluation seed "
+              f"{table['real_data']['seed']})."]
     if not mnist:
         lines += ["", f"The paper's numbers are MNIST's; {ds} scores are not comparable to "
                       "them in absolute value, only the order of the rows is."]
-    lines += ["", "## Commands for each row", ""]
+    lines += ["", "## Each run", "",
+              "| model | seed | Parzen LL | sigma | FD | KID | precision / recall | train time "
+              "| eval time |", "|---|---|---|---|---|---|---|---|---|"]
     for row in table["rows"]:
-        lines += [f"{row['model']} (`{row['preset']}`):", "", "```bash", *row["commands"],
-                  "```", ""]
+        for run in row["runs"]:
+            pr, pz = run["precision_recall"], run["parzen"]
+            lines.append(" | ".join([
+                f"| {row['model']}", str(run["seed"]),
+                "-" if pz is None else f"{pz['mean']:.1f} +- {pz['stderr']:.2g}",
+                "-" if pz is None else f"{pz['sigma']:.2f}",
+                "-" if run["fd"] is None else f"{run['fd']['value']:.3g}",
+                "-" if run["kid"] is None else f"{run['kid']['mean']:.3g}",
+                f"{pr['precision']:.3f} / {pr['recall']:.3f}" if pr else "-",
+                _seconds(run["train_seconds"]), _seconds(run["eval_seconds"]) + " |"]))
+    lines += ["", "## Commands for each run", "",
+              "Run from the output folder (the paths are relative to it):", ""]
+    for row in table["rows"]:
+        for run in row["runs"]:
+            lines += [f"{row['model']} (`{row['preset']}`), seed {run['seed']}:", "",
+                      "```bash", *run["commands"], "```", ""]
     lines += ["## The paper's table (Li et al. 2015, Parzen log-likelihood in nats)", "",
               "| model | MNIST | TFD |", "|---|---|---|"]
     for name, v in table["paper"].items():
@@ -298,5 +432,6 @@ def render_table(table: dict) -> str:
                      f"{v['tfd'][0]} +- {v['tfd'][1]} |")
     lines += ["", "The GMMN data-space row is quoted from secondary sources; the adversarial "
                   "nets row was measured by the GAN paper with its own Parzen variant "
-                  "(`gmmn evaluate --parzen-variant gan`)."]
+                  "(`gmmn evaluate --parzen-variant gan`); the DBN, stacked CAE and deep GSN "
+                  "rows come from the papers the GAN paper cites (docs/RESULTS.md)."]
     return "\n".join(lines) + "\n"

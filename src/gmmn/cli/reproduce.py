@@ -1,9 +1,11 @@
 """``gmmn reproduce --dataset D``: the paper's Parzen table, with a GAN baseline, in one go.
 
-Trains D-gmmn, D-gmmn-ae and D-gan into OUT/<preset>/, evaluates each with the paper's
-Parzen protocol and the classifier metrics (OUT/<preset>/eval/), and writes OUT/table.md and
-OUT/table.json beside the paper's numbers. Rerunning it skips finished work and continues
-interrupted runs. ``--quick`` is a minutes-long smoke run (docs/reproduce.md).
+Trains D-gmmn, D-gmmn-ae, D-gan (and D-gmmn-ae-plus where it exists) into
+OUT/<preset>/seed-<S>/ for each training seed, evaluates each run with the paper's Parzen
+protocol and the classifier metrics (.../eval/), and writes OUT/table.md and OUT/table.json
+beside the paper's numbers, each row the mean and standard deviation over its seeds.
+Rerunning it skips finished work and continues interrupted runs. ``--quick`` is a
+minutes-long smoke run (docs/reproduce.md).
 """
 
 from __future__ import annotations
@@ -27,8 +29,16 @@ def register(subparsers) -> None:
     p.add_argument("--out", default=None,
                    help="folder for the runs and the table (default runs/reproduce-DATASET, "
                         "with -quick appended for --quick)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of every run and of the evaluation (default 0)")
+    p.add_argument("--seeds", type=_seeds, default=(0,), metavar="S[,S...]",
+                   help="training seeds of every model; each run is evaluated with its own "
+                        "seed (default 0)")
+    p.add_argument("--model-seeds", action="append", type=_model_seeds, default=[],
+                   metavar="MODEL=S[,S...]",
+                   help="other seeds for one model, e.g. gan=0 (repeatable; MODEL is a preset "
+                        "suffix: gmmn, gmmn-ae, gmmn-ae-plus, gan)")
+    p.add_argument("--models", type=lambda t: tuple(m for m in t.split(",") if m),
+                   default=None, metavar="MODEL[,MODEL...]",
+                   help="only these rows (default: every model the dataset has a preset for)")
     p.add_argument("--data-dir", default=None, help="where dataset files are looked for")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N "
                                                   "(default: the presets' auto)")
@@ -40,11 +50,30 @@ def register(subparsers) -> None:
     p.set_defaults(handler=run)
 
 
+def _seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        seeds = ()
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of seeds like 0 or 0,1,2")
+    return seeds
+
+
+def _model_seeds(text: str) -> tuple[str, tuple[int, ...]]:
+    name, sep, rest = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not MODEL=SEEDS, e.g. gan=0 or "
+                                         "gmmn-ae=0,1,2")
+    return name, _seeds(rest)
+
+
 def run(args: argparse.Namespace) -> int:
     from gmmn.reproduce import plan, reproduce
 
     out = args.out or f"runs/reproduce-{args.dataset}" + ("-quick" if args.quick else "")
-    p = plan(args.dataset, out=out, quick=args.quick, seed=args.seed,
+    p = plan(args.dataset, out=out, quick=args.quick, seeds=args.seeds,
+             model_seeds=dict(args.model_seeds), models=args.models,
              n_samples=args.n_samples, scale=args.iterations_scale, data_dir=args.data_dir,
              device=args.device)
     reproduce(p, on_event=lambda msg: print(msg, file=sys.stderr, flush=True))
