@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import pathlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -23,7 +22,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from gmmn.data import Splits
+from gmmn.data import Splits, cache_root
 from gmmn.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -61,11 +60,6 @@ class Classifier:
     n_classes: int
     test_accuracy: float
     path: pathlib.Path | None
-
-
-def cache_root() -> pathlib.Path:
-    env = os.environ.get("GMMN_DATA")
-    return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "gmmn"
 
 
 def _key(splits: Splits, cfg: ClassifierConfig) -> str:

@@ -120,7 +120,8 @@ def _classifier_metrics(report: dict, chosen: Sequence[str], samples, real, trai
             report[name] = {"skipped": str(exc)}
         return
     report["classifier"] = {"test_accuracy": clf.test_accuracy,
-                            "cache": str(clf.path) if clf.path else None}
+                            # The file's name only: a report is shared, the cache folder is not.
+                            "cache_file": clf.path.name if clf.path else None}
     f_s, f_r, f_t = (clf_mod.features(clf, x) for x in (samples, real, train_ref))
     what = f"{train_ref.shape[0]} training images in place of samples"
     if "fd" in chosen:
