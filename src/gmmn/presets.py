@@ -1,4 +1,4 @@
-"""Named configurations. Paper presets follow the authors' released code (SPEC.md): where the
+"""Named configurations. Paper presets follow the authors' released code (docs/paper.md): where the
 paper's text differs, the comment says so and the other choice is one flag away.
 
 Every preset takes ``--dataset NAME|PATH``: the generator's output (or the autoencoder's input

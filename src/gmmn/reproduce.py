@@ -36,7 +36,7 @@ DATASETS = ("mnist", "fashion-mnist", "digits")
 # (table row, preset suffix, the paper's row of the same model or None)
 MODELS = (("GMMN", "gmmn", "GMMN (data space)"), ("GMMN+AE", "gmmn-ae", "GMMN+AE"),
           ("GMMN+AE plus", "gmmn-ae-plus", None), ("GAN", "gan", "Adversarial nets"))
-# The paper's Parzen table (SPEC.md): model -> (MNIST mean, +-, TFD mean, +-).
+# The paper's Parzen table (docs/paper.md): model -> (MNIST mean, +-, TFD mean, +-).
 PAPER_TABLE = {
     "DBN": (138, 2, 1909, 66),
     "Stacked CAE": (121, 1.6, 2110, 50),

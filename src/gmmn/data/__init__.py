@@ -34,8 +34,8 @@ def _load_digits(*, seed: int, standardize: bool) -> Splits:
         image_shape=(8, 8), source="scikit-learn (sklearn.datasets.load_digits)",
         standardize=standardize, label_names=[str(d) for d in range(10)])
 
-# The benchmark datasets' validation hold-out is part of their definition (SPEC: "fixed
-# permutation, seed 0"), not of a run's randomness.
+# The benchmark datasets' validation hold-out is part of their definition (docs/paper.md,
+# "Data": one fixed permutation, seed 0), not of a run's randomness.
 PAPER_SPLIT_SEED = 0
 
 

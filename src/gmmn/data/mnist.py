@@ -6,7 +6,7 @@ Where files are looked for, in order (the first hit per file wins):
 Fashion files in ``/usr/share/datasets/fashion-mnist``). Missing files are downloaded into
 the cache. Each file may be gzipped or raw.
 
-Splits (SPEC.md, Data): the official 10000 test images in file order; 5000 of the 60000
+Splits (docs/paper.md, "Data"): the official 10000 test images in file order; 5000 of the 60000
 training images held out for validation by ``numpy.random.default_rng(seed).permutation``
 (seed 0 gives the project's fixed split); the other 55000 train. Both keep file order.
 """

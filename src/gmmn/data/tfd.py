@@ -4,7 +4,7 @@ The file (a MATLAB .mat readable by :func:`scipy.io.loadmat`) holds ``images`` (
 uint8, ``folds`` (N, 5) with 0 = unlabeled, 1 = train, 2 = validation, 3 = test for each of
 the five folds, and the label arrays ``labs_ex`` (expression) and ``labs_id`` (identity).
 
-The paper's protocol (SPEC.md, Data), with this module's exact rule for validation:
+The paper's protocol (docs/paper.md, "Data"), with this module's exact rule for validation:
 
 - pool = images unlabeled in fold 0 (``folds[:, 0] == 0``) that are in no fold's test split
   (in the real file the second condition removes nothing; it guards against test leakage);
