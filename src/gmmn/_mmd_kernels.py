@@ -211,22 +211,37 @@ def kernel_rows(a: Tensor, b: Tensor, spec: KernelSpec) -> Tensor:
     return sum(w * kern.value(d2, s) for w, s in zip(spec.weights, spec.sigmas, strict=True))
 
 
-def fourier_features(z: Tensor, spec: KernelSpec, num_features: int,
-                     generator: torch.Generator | None) -> Tensor:
-    """(N, 2F) features with phi(a).phi(b) ~= sum_s w_s exp(-||a-b||^2 / (2 sigma_s^2)).
+def fourier_frequencies(dim: int, spec: KernelSpec, num_features: int,
+                        generator: torch.Generator | None, *, device: torch.device,
+                        dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """(dim, F) frequencies already divided by their scale's sigma, and (F,) amplitudes.
 
     Bochner: exp(-||u||^2/(2 s^2)) = E cos(w.u) with w ~ N(0, I/s^2). The F frequencies are
     split evenly over the scales; each gives cos and sin features (lower variance than a random
-    phase), scaled by sqrt(w_s / F_s).
+    phase), scaled by sqrt(w_s / F_s). Drawn once, so row tiles of one sample share them.
     """
     n_scales = len(spec.sigmas)
     counts = [num_features // n_scales + (i < num_features % n_scales) for i in range(n_scales)]
-    dev = generator.device if generator is not None else z.device
-    # Drawn in float64 whatever z is, so one seed gives the same features in either dtype.
-    omega = torch.randn(z.shape[1], num_features, generator=generator, dtype=torch.float64,
-                        device=dev).to(device=z.device, dtype=z.dtype)
+    dev = generator.device if generator is not None else device
+    # Drawn in float64 whatever the dtype, so one seed gives the same features in either.
+    omega = torch.randn(dim, num_features, generator=generator, dtype=torch.float64,
+                        device=dev).to(device=device, dtype=dtype)
     pairs = list(zip(counts, spec.sigmas, spec.weights, strict=True))
-    inv_sigma = torch.cat([z.new_full((c,), 1.0 / s) for c, s, _ in pairs])  # (F,)
-    amp = torch.cat([z.new_full((c,), math.sqrt(w / c)) for c, _, w in pairs])  # (F,)
-    proj = z @ (omega * inv_sigma)  # (N, F)
+    inv_sigma = torch.cat([omega.new_full((c,), 1.0 / s) for c, s, _ in pairs])  # (F,)
+    amp = torch.cat([omega.new_full((c,), math.sqrt(w / c)) for c, _, w in pairs])  # (F,)
+    return omega * inv_sigma, amp
+
+
+def apply_fourier(z: Tensor, freqs: tuple[Tensor, Tensor]) -> Tensor:
+    """(N, 2F) features [cos(z W) * amp, sin(z W) * amp] of rows z (N, d)."""
+    omega, amp = freqs
+    proj = z @ omega  # (N, F)
     return torch.cat([torch.cos(proj) * amp, torch.sin(proj) * amp], dim=1)
+
+
+def fourier_features(z: Tensor, spec: KernelSpec, num_features: int,
+                     generator: torch.Generator | None) -> Tensor:
+    """(N, 2F) features with phi(a).phi(b) ~= sum_s w_s exp(-||a-b||^2 / (2 sigma_s^2))."""
+    freqs = fourier_frequencies(z.shape[1], spec, num_features, generator, device=z.device,
+                                dtype=z.dtype)
+    return apply_fourier(z, freqs)

@@ -9,21 +9,32 @@ with the multi-scale Gaussian kernel of Li, Swersky & Zemel (2015) by default:
     k(a, b) = sum_s w_s exp(-||a - b||^2 / (2 sigma_s^2)),   sigma_s a STANDARD DEVIATION.
 
 The biased and unbiased estimators are exact and stream over tiles of the (n+m)^2 Gram
-matrix (bounded memory, see ``TILE_MEMORY_BUDGET``) with a hand-written gradient; "linear"
-and "rff" cost O(n + m). This module imports nothing else from the package.
+matrix (bounded memory, see ``TILE_MEMORY_BUDGET``) with a hand-written gradient, switched to
+a differentiable recomputation when a double backward needs it; "linear" and "rff" cost
+O(n + m). The permutation test holds the pooled kernel matrix when it fits
+``PERM_MEMORY_BUDGET`` and recomputes its tiles otherwise. This module imports nothing else
+from the package.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from gmmn._mmd_blocked import QuadFormMMD, choose_block
-from gmmn._mmd_kernels import KERNELS, KernelSpec, fourier_features, kernel_rows, make_spec
+from gmmn._mmd_blocked import FirstOrderQuadFormMMD, QuadFormMMD, autograd_quadform, choose_block
+from gmmn._mmd_kernels import (
+    KERNELS,
+    KernelSpec,
+    fourier_features,
+    fourier_frequencies,
+    kernel_rows,
+    make_spec,
+)
 from gmmn._mmd_perm import permutation_statistics
 
 
@@ -35,6 +46,15 @@ ESTIMATORS = ("biased", "unbiased", "linear", "rff")
 
 # Bytes of Gram-matrix tiles one call may hold; 20000 x 20000 float32 would need 1.6 GB.
 TILE_MEMORY_BUDGET = 64 * 2**20
+
+# Bytes the permutation test may hold. The dense path (the pooled kernel matrix, 8 (n+m)^2
+# bytes, and its temporaries) fits up to n + m ~ 4700; larger samples recompute kernel tiles
+# for each chunk of relabellings in this much memory whatever n is (see docs/mmd.md).
+PERM_MEMORY_BUDGET = 512 * 2**20
+
+# Scales outside this range overflow or underflow 1 / (2 sigma^2) before any data is seen.
+_SIGMA_RANGE = (1e-150, 1e150)
+_HALF = (torch.float16, torch.bfloat16)
 
 # The released code's scales, which it calls sigma but which act as VARIANCES.
 _PAPER_VARIANCES = {
@@ -96,6 +116,10 @@ def _spec(kernel: str, sigmas: Sequence[float], weights: Sequence[float] | None,
         raise MMDError("sigmas is empty; pass at least one kernel scale (a standard deviation)")
     if not all(math.isfinite(s) and s > 0 for s in sig):
         raise MMDError(f"sigmas {list(sig)} must all be finite and > 0 (standard deviations)")
+    if not all(_SIGMA_RANGE[0] <= s <= _SIGMA_RANGE[1] for s in sig):
+        raise MMDError(f"sigmas {list(sig)} lie outside [{_SIGMA_RANGE[0]:g}, "
+                       f"{_SIGMA_RANGE[1]:g}], where 1/(2 sigma^2) cannot be represented; "
+                       "rescale the data and the sigmas together")
     wts = (1.0,) * len(sig) if weights is None else tuple(float(w) for w in weights)
     if len(wts) != len(sig):
         raise MMDError(f"weights has {len(wts)} entries but sigmas has {len(sig)}; "
@@ -105,9 +129,42 @@ def _spec(kernel: str, sigmas: Sequence[float], weights: Sequence[float] | None,
     return make_spec(kernel, sig, wts, fast=fast)
 
 
+def _compute_dtype(x: Tensor, y: Tensor, sigmas: tuple[float, ...], *,
+                   promote: bool = True) -> torch.dtype:
+    """x's dtype, or a wider one where x's cannot hold the kernel's exponents (with a warning).
+
+    float16 and bfloat16 always compute in float32: their 3-4 significant digits gave MMD^2
+    errors of 5-16%. Range: with z the pooled sample, every squared distance and every term
+    of the norm expansion is at most 16 d max|z|^2 max(1, gamma), gamma = 1 / (2 sigma_min^2);
+    past the dtype's largest number they turn into inf - inf = NaN.
+    """
+    zmax = max(float(torch.linalg.vector_norm(t.detach(), ord=math.inf)) for t in (x, y))
+    gamma = max(0.5 / s / s for s in sigmas)
+    reach = 16 * x.shape[1] * zmax * zmax * max(1.0, gamma)
+    scale = f" with smallest sigma {min(sigmas):.3g}" if gamma > 1 else ""
+    start = torch.float32 if x.dtype in _HALF else x.dtype
+    for dtype in dict.fromkeys((start, torch.float64) if promote else (start,)):
+        if max(reach, gamma) < torch.finfo(dtype).max:
+            break
+    else:
+        raise MMDError(f"x and y reach |value| {zmax:.3g}{scale}: the kernel exponents "
+                       f"(~{reach:.3g}) overflow {dtype}; rescale the data and the sigmas "
+                       f"together (divide both by {max(zmax, 1.0):.3g})")
+    if x.dtype in _HALF:
+        warnings.warn(f"x and y are {x.dtype}; the MMD is computed in {dtype} and returned in "
+                      "float32 (half precision gives MMD^2 errors of several percent)",
+                      stacklevel=3)
+    elif dtype != x.dtype:
+        warnings.warn(f"x and y reach |value| {zmax:.3g}{scale}: the kernel exponents "
+                      f"(~{reach:.3g}) overflow {x.dtype}, so the MMD is computed in {dtype}; "
+                      f"rescale the data and the sigmas to stay in {x.dtype}", stacklevel=3)
+    return dtype
+
+
 def mmd2(x: Tensor, y: Tensor, *, sigmas: Sequence[float], weights: Sequence[float] | None = None,
          estimator: str = "biased", kernel: str = "gaussian", num_features: int = 1024,
-         generator: torch.Generator | None = None, block_size: int | None = None) -> Tensor:
+         generator: torch.Generator | None = None, block_size: int | None = None,
+         double_backward: bool | None = None) -> Tensor:
     r"""Squared MMD between samples x (n, d) and y (m, d); a 0-dim tensor of x's dtype/device.
 
     Estimators (K the kernel above; all differentiable in x and y):
@@ -118,17 +175,45 @@ def mmd2(x: Tensor, y: Tensor, *, sigmas: Sequence[float], weights: Sequence[flo
       the true MMD^2, so it CAN BE NEGATIVE when the distributions are close; n, m >= 2.
     - "linear" (Gretton et al. 2012, O(n)): mean over i < min(n, m) // 2 of
       h = k(x_2i, x_2i+1) + k(y_2i, y_2i+1) - k(x_2i, y_2i+1) - k(x_2i+1, y_2i).
+      It pairs CONSECUTIVE rows in the order given, so sorted or grouped rows bias it; pass
+      ``generator`` to shuffle x and y (independently) first. With n != m the rows past
+      2 * (min(n, m) // 2) are not used, with a warning.
     - "rff": ||mean phi(x) - mean phi(y)||^2 with ``num_features`` random Fourier
       frequencies (the same for x and y, drawn from ``generator``); approximates "biased",
       gaussian kernel only.
 
     ``sigmas`` are standard deviations (see :func:`paper_sigmas` for the variance trap),
     ``weights`` default to 1. ``block_size`` (rows per Gram tile) is chosen from
-    ``TILE_MEMORY_BUDGET`` when None. The exact estimators' gradient is hand-written and
-    first-order only (no double backward).
+    ``TILE_MEMORY_BUDGET`` when None.
+
+    Gradients of the exact estimators are hand-written (one pass, bounded memory). When a
+    backward pass must itself be differentiable (``create_graph=True``, e.g. a gradient
+    penalty), that backward recomputes MMD^2 in plain autograd ops and differentiates it,
+    which holds O((n+m)^2) values ("double_backward=None", automatic). ``double_backward=True``
+    uses the plain autograd formulation from the start (also for ``torch.func``);
+    ``double_backward=False`` keeps the first-order function, whose gradient cannot be
+    differentiated again (torch raises).
+
+    dtype: float32 and float64 compute in their own dtype; float16/bfloat16 compute in
+    float32 and return float32, with a warning. Data and sigmas whose kernel exponents
+    overflow the dtype (e.g. float32 data of 1e20, or sigma 1e-30) compute in float64 with a
+    warning, or raise :class:`MMDError` if float64 cannot hold them either.
     """
     _check_samples(x, y)
     spec = _spec(kernel, sigmas, weights)
+    out_dtype = torch.float32 if x.dtype in _HALF else x.dtype
+    dtype = _compute_dtype(x, y, spec.sigmas)
+    if dtype != x.dtype:
+        x, y = x.to(dtype), y.to(dtype)
+    out = _mmd2(x, y, spec, estimator, num_features, generator, block_size, double_backward)
+    return out.to(out_dtype)
+
+
+def _mmd2(x: Tensor, y: Tensor, spec: KernelSpec, estimator: str, num_features: int,
+          generator: torch.Generator | None, block_size: int | None,
+          double_backward: bool | None) -> Tensor:
+    """:func:`mmd2` on validated inputs of a dtype that holds the kernel's exponents."""
+    kernel = spec.name
     n, m = x.shape[0], y.shape[0]
     if estimator in ("biased", "unbiased"):
         if estimator == "unbiased" and min(n, m) < 2:
@@ -146,11 +231,19 @@ def mmd2(x: Tensor, y: Tensor, *, sigmas: Sequence[float], weights: Sequence[flo
             const = -(1 / (n - 1) + 1 / (m - 1)) * sum(spec.weights)
         if not torch.is_grad_enabled():  # the Function would still see requires_grad inputs
             x, y = x.detach(), y.detach()  # and form a gradient nobody can use
-        return QuadFormMMD.apply(x, y, spec, coefs, const, block_size)
+        if double_backward:
+            return autograd_quadform(x, y, spec, coefs, const, block_size)
+        fn = QuadFormMMD if double_backward is None else FirstOrderQuadFormMMD
+        return fn.apply(x, y, spec, coefs, const, block_size)
     if estimator == "linear":
         half = min(n, m) // 2
         if half < 1:
             raise MMDError(f"the linear estimator needs >= 2 samples per set, got n={n}, m={m}")
+        _warn_linear_drops(n, m, stacklevel=4)
+        if generator is not None:  # consecutive pairs of a shuffled order: unbiased
+            dev = generator.device
+            x = x[torch.randperm(n, generator=generator, device=dev).to(x.device)]
+            y = y[torch.randperm(m, generator=generator, device=dev).to(y.device)]
         x1, x2 = x[0 : 2 * half : 2], x[1 : 2 * half : 2]  # (half, d) consecutive pairs
         y1, y2 = y[0 : 2 * half : 2], y[1 : 2 * half : 2]
         h = (kernel_rows(x1, x2, spec) + kernel_rows(y1, y2, spec)
@@ -165,6 +258,15 @@ def mmd2(x: Tensor, y: Tensor, *, sigmas: Sequence[float], weights: Sequence[flo
         phi = fourier_features(torch.cat([x, y]), spec, num_features, generator)  # (N, 2F)
         return (phi[:n].mean(0) - phi[n:].mean(0)).pow(2).sum()
     raise MMDError(f"unknown estimator {estimator!r}; choose one of {list(ESTIMATORS)}")
+
+
+def _warn_linear_drops(n: int, m: int, *, stacklevel: int) -> None:
+    if n != m:
+        used = 2 * (min(n, m) // 2)
+        warnings.warn(f"the linear estimator uses {used} rows of each set: {n - used} of x's "
+                      f"{n} and {m - used} of y's {m} rows are ignored (n != m); pass "
+                      "generator= to use a random subset instead of the first rows",
+                      stacklevel=stacklevel)
 
 
 class _SqrtAtZero(torch.autograd.Function):
@@ -229,13 +331,18 @@ class TwoSampleResult:
 def two_sample_test(x: Tensor, y: Tensor, *, sigmas: Sequence[float] | None = None,
                     weights: Sequence[float] | None = None, permutations: int = 1000,
                     seed: int = 0, estimator: str = "unbiased", kernel: str = "gaussian",
-                    num_features: int = 1024) -> TwoSampleResult:
+                    num_features: int = 1024,
+                    memory_budget: int | None = None) -> TwoSampleResult:
     """Permutation test of H0: x and y come from one distribution, by MMD^2.
 
-    The kernel matrix of the pooled sample (or its random features, for "rff") is computed
-    ONCE in float64; each permutation relabels which rows are x, in vectorised chunks. The
+    In float64. When the pooled kernel matrix (8 (n+m)^2 bytes, with its temporaries; the
+    random features for "rff") fits ``memory_budget`` bytes (``PERM_MEMORY_BUDGET`` when
+    None) it is computed ONCE and each permutation relabels which rows are x, in vectorised
+    chunks. Otherwise its tiles are recomputed for each chunk of relabellings, in that much
+    memory whatever n is: the same relabellings for a seed, the same statistic and p-value
+    up to rounding, at the cost of recomputing the kernel once per chunk (docs/mmd.md). The
     default "unbiased" statistic is 0 in expectation under H0. ``sigmas`` default to the
-    median heuristic. Memory: (n+m)^2 float64 for the exact estimators.
+    median heuristic.
     """
     _check_samples(x, y)
     if permutations < 1:
@@ -247,15 +354,26 @@ def two_sample_test(x: Tensor, y: Tensor, *, sigmas: Sequence[float] | None = No
         raise MMDError(f"estimator {estimator!r} needs >= 2 samples per set, got n={n}, m={m}")
     if estimator == "rff" and kernel != "gaussian":
         raise MMDError(f"estimator 'rff' supports only kernel='gaussian', not {kernel!r}")
+    if memory_budget is not None and memory_budget < 1:
+        raise MMDError(f"memory_budget={memory_budget} must be a positive number of bytes "
+                       "(or None for PERM_MEMORY_BUDGET)")
+    if estimator == "linear":
+        _warn_linear_drops(n, m, stacklevel=3)
+    x, y = x.detach().to(torch.float64), y.detach().to(torch.float64)
+    _compute_dtype(x, y, (1.0,), promote=False)  # distances themselves must fit float64
     if sigmas is None:
         sigmas = [median_heuristic(x, y, seed=seed)]
     spec = _spec(kernel, sigmas, weights)
-    z = torch.cat([x, y]).detach().to(torch.float64)
-    feats = None
+    _compute_dtype(x, y, spec.sigmas, promote=False)
+    z = torch.cat([x, y])
+    freqs = None
     if estimator == "rff":
         gen = torch.Generator(device=z.device).manual_seed(seed)
-        feats = fourier_features(z, spec, num_features, gen)
-    stat, perm = permutation_statistics(z, n, spec, estimator, permutations, seed, feats)
+        freqs = fourier_frequencies(z.shape[1], spec, num_features, gen, device=z.device,
+                                    dtype=z.dtype)
+    budget = PERM_MEMORY_BUDGET if memory_budget is None else memory_budget
+    stat, perm = permutation_statistics(z, n, spec, estimator, permutations, seed, freqs,
+                                        budget=budget)
     # Rounding may put a relabelling equal to the observed one a hair below it: count it.
     tol = 1e-9 * (abs(stat) + sum(spec.weights) / min(n, m))
     p = (1 + int((perm >= stat - tol).sum())) / (1 + permutations)
