@@ -147,3 +147,73 @@ def test_cli_sigmas_take_commas_and_debug_works_after_the_subcommand(tmp_path, c
     assert main(["mmd-test", a, b, "--permutations", "0"]) == 2  # one line, no traceback
     with pytest.raises(MMDError, match="must all be finite and > 0"):
         main(["mmd-test", a, b, "--sigmas", "0,1", "--debug"])
+
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased", "linear", "rff"])
+@pytest.mark.parametrize(("n", "m"), [(12, 10), (9, 14)])
+def test_tiled_path_gives_the_dense_statistic_and_p_value(estimator, n, m):
+    from gmmn._mmd_kernels import fourier_frequencies, make_spec
+    from gmmn._mmd_perm import permutation_statistics, plan
+
+    x, y = draw(n, m, 0.3, 6)
+    assert plan(n + m, 2, estimator, 2048, 53, 1024 if estimator == "rff" else 0).tiled == (
+        estimator != "linear")  # the linear statistic never holds a matrix
+    dense = two_sample_test(x, y, sigmas=[0.9, 2.0], permutations=53, seed=8,
+                            estimator=estimator)
+    tiled = two_sample_test(x, y, sigmas=[0.9, 2.0], permutations=53, seed=8,
+                            estimator=estimator, memory_budget=2048)
+    assert tiled.statistic == pytest.approx(dense.statistic, rel=1e-12, abs=1e-15)
+    assert tiled.p_value == dense.p_value
+    # The whole null distribution, relabelling by relabelling.
+    z = torch.cat([x, y])
+    spec = make_spec("gaussian", (0.9, 2.0), (1.0, 1.0))
+    freqs = None
+    if estimator == "rff":
+        freqs = fourier_frequencies(2, spec, 64, torch.Generator().manual_seed(8),
+                                    device=z.device, dtype=F64)
+    a = permutation_statistics(z, n, spec, estimator, 53, 8, freqs)
+    b = permutation_statistics(z, n, spec, estimator, 53, 8, freqs, budget=2048)
+    assert b[0] == pytest.approx(a[0], rel=1e-12, abs=1e-15)
+    torch.testing.assert_close(b[1], a[1], rtol=1e-12, atol=1e-15)
+
+
+def test_large_samples_choose_the_tiled_path_within_the_budget():
+    from gmmn._mmd_perm import plan
+    from gmmn.mmd import PERM_MEMORY_BUDGET
+
+    # Two 20000 x 10 arrays: the dense kernel matrix alone would be 12.8 GB.
+    for n_total, perms in ((40_000, 1000), (200_000, 200)):
+        how = plan(n_total, 10, "unbiased", PERM_MEMORY_BUDGET, perms)
+        assert how.tiled
+        held = (4 * 8 * how.block**2 + how.chunk * (n_total + 24 * how.block)
+                + 24 * how.draw * n_total)
+        assert held <= PERM_MEMORY_BUDGET
+    assert not plan(4000, 784, "unbiased", PERM_MEMORY_BUDGET, 1000).tiled
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch: ~2-3 s on the shared machine
+def test_tiled_test_keeps_peak_memory_under_the_dense_matrix():
+    import subprocess
+    import sys
+
+    code = """
+import resource, torch
+from gmmn.mmd import two_sample_test
+g = torch.Generator().manual_seed(0)
+x, y = torch.randn(1500, 10, generator=g), torch.randn(1500, 10, generator=g)
+two_sample_test(x[:10], y[:10], permutations=5)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+res = two_sample_test(x, y, permutations=20, memory_budget=16 * 2**20)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024, res.p_value)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    grown_mib, p_value = map(float, out.stdout.split())
+    # Dense: 3000^2 float64 = 69 MiB for K alone, ~200 MiB with its temporaries.
+    assert grown_mib < 40 and 0 < p_value <= 1
+
+
+def test_bad_memory_budget():
+    x, y = draw(10, 10, 0.4, 5)
+    with pytest.raises(MMDError, match="memory_budget=0"):
+        two_sample_test(x, y, memory_budget=0)
