@@ -296,3 +296,84 @@ def test_bad_input_raises_one_clear_mmd_error(call, message):
     x, y = sample(5, 4, d=3)
     with pytest.raises(MMDError, match=message):
         call(x, y)
+
+
+def test_linear_generator_shuffles_x_and_y_before_pairing():
+    x, y = sample(10, 10)
+    gen = torch.Generator().manual_seed(1)
+    px, py = torch.randperm(10, generator=gen), torch.randperm(10, generator=gen)
+    got = mmd2(x, y, sigmas=[1.0], estimator="linear", generator=torch.Generator().manual_seed(1))
+    assert float(got) == pytest.approx(mmd2_ref(x[px], y[py], "linear"), rel=1e-12)
+
+
+def test_linear_on_sorted_rows_is_biased_until_shuffled():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4000, 1, generator=gen, dtype=F64)
+    y = torch.randn(4000, 1, generator=gen, dtype=F64)  # one distribution: MMD^2 = 0
+    x = x[x[:, 0].argsort()]  # consecutive rows of x are near neighbours
+    ordered = float(mmd2(x, y, sigmas=[1.0], estimator="linear"))
+    shuffled = [float(mmd2(x, y, sigmas=[1.0], estimator="linear",
+                           generator=torch.Generator().manual_seed(s))) for s in range(3)]
+    assert ordered > 0.25
+    assert all(abs(v) < 0.06 for v in shuffled)
+
+
+def test_linear_warns_when_unequal_sizes_drop_rows():
+    x, y = sample(9, 14)
+    with pytest.warns(UserWarning, match="8 rows of each set: 1 of x's 9 and 6 of y's 14"):
+        mmd2(x, y, sigmas=[1.0], estimator="linear")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mmd2(x, y[:9], sigmas=[1.0], estimator="linear")  # n == m: nothing to say
+
+
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("estimator", ["biased", "unbiased", "linear", "rff"])
+def test_half_precision_is_computed_in_float32_with_a_warning(half, estimator):
+    x, y = sample(40, 30, d=5, shift=0.5)
+    xh, yh = x.to(half).requires_grad_(), y.to(half)
+    with pytest.warns(UserWarning, match="computed in torch.float32 and returned in float32"):
+        got = mmd2(xh, yh, sigmas=[1.0, 2.0], estimator=estimator,
+                   generator=torch.Generator().manual_seed(0))
+    assert got.dtype == torch.float32
+    # Exactly the MMD of the rounded data: no further half-precision error.
+    ref = mmd2(xh.detach().double(), yh.double(), sigmas=[1.0, 2.0], estimator=estimator,
+               generator=torch.Generator().manual_seed(0))
+    assert float(got) == pytest.approx(float(ref), rel=1e-5, abs=1e-7)
+    got.backward()
+    assert xh.grad.dtype == half and torch.isfinite(xh.grad.float()).all()
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "laplacian", "imq"])
+@pytest.mark.parametrize(("scale", "sigma"), [(1e20, 1.0), (1.0, 1e-30)])
+def test_float32_beyond_its_range_computes_in_float64_not_nan(kernel, scale, sigma):
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(50, 4, generator=gen) * scale).requires_grad_()
+    y = torch.rand(50, 4, generator=gen) * scale
+    with pytest.warns(UserWarning, match="computed in torch.float64"):
+        got = mmd2(x, y, sigmas=[sigma], kernel=kernel)
+    # Every pair is ~1e20 sigma apart: only the k(z_i, z_i) = 1 terms remain.
+    assert got.dtype == torch.float32 and float(got) == pytest.approx(1 / 50 + 1 / 50)
+    got.backward()
+    assert torch.isfinite(x.grad).all()
+    with pytest.warns(UserWarning, match="computed in torch.float64"):
+        assert math.isfinite(float(mmd_loss(x, y, sigmas=[sigma])))
+
+
+def test_scales_float64_cannot_hold_raise_one_clear_error():
+    x, y = sample(6, 5)
+    with pytest.raises(MMDError, match="overflow torch.float64; rescale the data and the sig"):
+        mmd2(x * 1e160, y * 1e160, sigmas=[1.0])
+    with pytest.raises(MMDError, match="with smallest sigma 1e-100: the kernel exponents"):
+        mmd2(x * 1e100, y, sigmas=[1e-100, 1.0])
+    assert math.isfinite(float(mmd2(x, y, sigmas=[1e-140])))  # tiny, yet representable
+    with pytest.raises(MMDError, match="where 1/\\(2 sigma\\^2\\) cannot be represented"):
+        mmd2(x, y, sigmas=[1e-200])
+    with pytest.raises(MMDError, match="where 1/\\(2 sigma\\^2\\) cannot be represented"):
+        mmd2(x, y, sigmas=[1e200])
+    from gmmn.mmd import two_sample_test
+
+    with pytest.raises(MMDError, match="overflow torch.float64"):
+        two_sample_test(x * 1e160, y, permutations=5)
