@@ -138,7 +138,8 @@ def _compute_dtype(x: Tensor, y: Tensor, sigmas: tuple[float, ...], *,
     of the norm expansion is at most 16 d max|z|^2 max(1, gamma), gamma = 1 / (2 sigma_min^2);
     past the dtype's largest number they turn into inf - inf = NaN.
     """
-    zmax = max(float(torch.linalg.vector_norm(t.detach(), ord=math.inf)) for t in (x, y))
+    norms = [torch.linalg.vector_norm(t.detach(), ord=math.inf) for t in (x, y)]
+    zmax = float(torch.maximum(*norms))  # max |value|; one device sync
     gamma = max(0.5 / s / s for s in sigmas)
     reach = 16 * x.shape[1] * zmax * zmax * max(1.0, gamma)
     scale = f" with smallest sigma {min(sigmas):.3g}" if gamma > 1 else ""
