@@ -167,7 +167,7 @@ def test_distributed_cli_under_torchrun_writes_once_and_resumes(tmp_path):
     assert done.stdout.count("trained digits-gmmn") == 1
     assert len(re.findall(r"(?<!\d)0/20 \[", done.stderr)) == 1  # one progress bar
     files = {p.name for p in fresh.iterdir()}
-    assert files - {"tensorboard"} == {"config.json", "metrics.jsonl", "checkpoint.pt",
+    assert files - {"tensorboard", ".lock"} == {"config.json", "metrics.jsonl", "checkpoint.pt",
                                         "samples.png"}
     assert [r["iteration"] for r in _rows(fresh)] == [5, 10, 15, 20]  # one writer
 

@@ -6,7 +6,6 @@ run checkpoint, so ``load_run`` and ``gmmn sample`` read it too.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, replace
@@ -15,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gmmn.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from gmmn.checkpoint import CHECKPOINT_NAME, checkpoint_config, load_checkpoint, save_checkpoint
 from gmmn.config import TrainConfig
-from gmmn.data.splits import standardize
-from gmmn.errors import DataError
+from gmmn.data.splits import check_array, standardize
+from gmmn.errors import CheckpointError, ConfigError, DataError
 from gmmn.models import GenerativeModel, build_model
 from gmmn.runner import to_data_units, train
+from gmmn.stages import median_distance
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,11 @@ class Run:
     """A trained model rebuilt from its checkpoint alone (config and weights are stored)."""
 
     config: TrainConfig
-    data: dict  # name, dim, image_shape, unit_interval, source, mean, std
+    data: dict  # name, dim, image_shape, unit_interval, source, mean, std, fingerprint
     model: GenerativeModel
     done: bool
+    stage: str | None = None  # where an unfinished run's checkpoint stands
+    iteration: int = 0
 
     @property
     def splits_name(self) -> str:
@@ -131,27 +133,47 @@ def load_run(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") 
 
 
 def _run_from_state(state: dict, *, device, source: str = "checkpoint") -> Run:
-    cfg = TrainConfig.from_dict(json.loads(state["config"]))
+    cfg = checkpoint_config(state, source)
     info = state["data"]
+    if not isinstance(info, dict) or not {"dim", "unit_interval"} <= set(info):
+        raise CheckpointError(f"{source} lacks the description of its data (dim, "
+                              f"unit_interval); the checkpoint is damaged")
     model = build_model(cfg, int(info["dim"]), unit_interval=bool(info["unit_interval"]))
-    model.load_state_dict(state["model"])
-    if not state.get("done", False):
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"the weights in {source} do not fit the model its config "
+                              f"describes (a wrong tensor shape or name); the checkpoint is "
+                              f"damaged") from exc
+    done = bool(state.get("done", False))
+    if not done:
         log.warning("%s is a checkpoint of an unfinished run (stage %s)", source,
                     state.get("stage"))
-    return Run(cfg, info, model.to(device).eval(), bool(state.get("done", False)))
+    return Run(cfg, info, model.to(device).eval(), done, stage=state.get("stage"),
+               iteration=int(state.get("iteration", 0)))
 
 
 def array_splits(x, *, name: str = "array", image_shape: tuple[int, int] | None = None):
     """Wrap an (N, D) array as :class:`gmmn.data.Splits` (all of it for training)."""
     from gmmn.data import Splits
 
-    t = torch.as_tensor(np.asarray(x, dtype=np.float32) if not torch.is_tensor(x) else x)
-    t = t.detach().to("cpu", torch.float32)
-    if t.ndim != 2 or len(t) < 2:
+    if torch.is_tensor(x):
+        if x.device.type == "meta":
+            raise DataError("training data is a meta tensor (a shape without values); pass "
+                            "a tensor or array that holds the data")
+        x = x.detach().cpu()
+        a = (x.float() if x.dtype == torch.bfloat16 else x).numpy()
+    else:
+        try:
+            a = np.asarray(x)
+        except (ValueError, TypeError) as exc:  # ragged rows
+            raise DataError(f"training data must be an (N, D) array of numbers; numpy cannot "
+                            f"read this {type(x).__name__} as one ({exc})") from exc
+    if a.ndim != 2 or len(a) < 2:
         raise DataError(f"training data must be an (N, D) array with N >= 2, got shape "
-                        f"{tuple(t.shape)}")
-    if not torch.isfinite(t).all():
-        raise DataError("training data contains NaN or infinite values")
+                        f"{tuple(a.shape)}")
+    # The loaders' check: numbers only, no complex values, finite in float32.
+    t = torch.from_numpy(check_array(a, what="training data", source="array"))
     unit = bool(t.min() >= 0 and t.max() <= 1)
     return Splits(name=name, train=t, validation=t[:0], test=t[:0], train_labels=None,
                   validation_labels=None, test_labels=None, image_shape=image_shape,
@@ -193,18 +215,28 @@ class GMMN:
         from gmmn.presets import get_preset
 
         name = self.preset or ("digits-gmmn-ae" if self.autoencoder else "digits-gmmn")
+        base = get_preset(name)
         fields = dict(self.overrides, autoencoder=self.autoencoder, seed=self.seed,
                       device=self.device, dataset=splits.name, checkpoint_every=0)
         if self.iterations is not None:
             fields["iterations"] = self.iterations
         if "lr" not in self.overrides and not self.autoencoder and not splits.unit_interval:
             fields["lr"] = LINEAR_OUTPUT_LR
-        if self.sigmas == "median":
+        n = len(splits.train)
+        for batch in ("data_batch_size", "ae_batch_size"):  # a preset's batch on a small X
+            if batch not in self.overrides and getattr(base, batch) > n:
+                fields[batch] = n
+        if isinstance(self.sigmas, str) and self.sigmas == "median":
             if not self.autoencoder:
                 fields["sigmas"] = median_sigmas(splits.train, seed=self.seed)
         elif self.sigmas is not None:
-            fields["sigmas"] = tuple(float(s) for s in self.sigmas)
-        return replace(get_preset(name), **fields)
+            fields["sigmas"] = _sigmas_argument(self.sigmas)
+        try:
+            return replace(base, **fields)
+        except TypeError as exc:  # a keyword that is no TrainConfig field
+            unknown = sorted(set(fields) - set(base.to_dict()))
+            raise ConfigError(f"GMMN got unknown keyword(s) {unknown}; use the fields of "
+                              f"gmmn.config.TrainConfig") from exc
 
     def fit(self, X, *, image_shape: tuple[int, int] | None = None, callback=None) -> GMMN:
         """Train on the rows of ``X`` (N, D); returns ``self``."""
@@ -240,12 +272,21 @@ class GMMN:
         return model
 
 
+def _sigmas_argument(sigmas) -> tuple[float, ...]:
+    """``sigmas=`` of :class:`GMMN` as a tuple of floats, or one ConfigError naming it."""
+    values = (sigmas,) if isinstance(sigmas, (int, float)) else sigmas
+    try:
+        if isinstance(values, str):
+            raise TypeError
+        return tuple(float(s) for s in values)
+    except (TypeError, ValueError):
+        raise ConfigError(f"sigmas must be 'median', None or a sequence of positive numbers, "
+                          f"got {sigmas!r}") from None
+
+
 def median_sigmas(x: torch.Tensor, *, seed: int = 0, n: int = 1000) -> tuple[float, ...]:
     """Kernel widths from the median pairwise distance m: m * (1/6, 1/4, 1/3, 1/2, 2/3, 1)."""
-    gen = torch.Generator().manual_seed(seed)
-    sub = x[torch.randperm(len(x), generator=gen)[:n]].double()
-    d = torch.cdist(sub, sub)
-    m = float(d[torch.triu_indices(len(sub), len(sub), 1).unbind()].median())
+    m = median_distance(x, seed=seed, n=n)
     if not m > 0:
         raise DataError("all training points are identical; nothing to learn")
     return tuple(m * r for r in (1 / 6, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 1.0))

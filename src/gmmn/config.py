@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import math
 import platform
 import types
 import typing
 from dataclasses import dataclass, fields
 
 from gmmn.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
 OUTPUTS = ("auto", "sigmoid", "linear")
@@ -79,40 +83,19 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        positive = ("prior_dim", "iterations", "sample_batch_size", "data_batch_size",
-                    "ae_batch_size", "log_every", "ae_eval_every", "late_from")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{_flag(name)} must be positive, got {getattr(self, name)}")
-        for name in ("pretrain_iterations", "finetune_iterations", "checkpoint_every",
-                     "sample_every"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{_flag(name)} must be >= 0, got {getattr(self, name)}")
-        for name in ("lr", "ae_lr", "late_lr_factor"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{_flag(name)} must be positive, got {getattr(self, name)}")
-        for name in ("momentum", "late_momentum", "pretrain_momentum"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"{_flag(name)} must lie in [0, 1), got {getattr(self, name)}")
+        _check_ranges(self)
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ConfigError(f"unknown --device {self.device!r}; choose auto, cpu or cuda")
         if self.output not in OUTPUTS:
             raise ConfigError(f"unknown --output {self.output!r}; choose one of {OUTPUTS}")
-        if any(h <= 0 for h in self.hidden) or any(h <= 0 for h in self.ae_hidden):
-            raise ConfigError("layer sizes in --hidden and --ae-hidden must be positive")
-        if not self.sigmas or any(not s > 0 for s in self.sigmas):
-            raise ConfigError(f"--sigmas must be positive numbers, got {self.sigmas}")
         if self.sigma_weights is not None and len(self.sigma_weights) != len(self.sigmas):
             raise ConfigError("--sigma-weights needs one weight per value of --sigmas")
-        if self.init_std is not None and not self.init_std > 0:
-            raise ConfigError(f"--init-std must be positive, got {self.init_std}")
-        if not self.ae_hidden:
-            raise ConfigError("--ae-hidden needs at least one layer size")
+        for name in ("sigmas", "ae_hidden", "disc_hidden"):
+            if not getattr(self, name):
+                raise ConfigError(f"{_flag(name)} needs at least one value")
         if len(self.ae_dropout) != len(self.ae_hidden):
             raise ConfigError(f"--ae-dropout needs one rate per encoder layer "
                               f"({len(self.ae_hidden)}), got {len(self.ae_dropout)}")
-        if any(not 0 <= p < 1 for p in self.ae_dropout):
-            raise ConfigError(f"--ae-dropout rates must lie in [0, 1), got {self.ae_dropout}")
         if len(self.finetune_momentum) != len(self.finetune_momentum_from):
             raise ConfigError("--finetune-momentum and --finetune-momentum-from need equal "
                               "lengths")
@@ -127,23 +110,9 @@ class TrainConfig:
         if self.gan_optimizer not in GAN_OPTIMIZERS:
             raise ConfigError(f"unknown --gan-optimizer {self.gan_optimizer!r}; choose one of "
                               f"{GAN_OPTIMIZERS}")
-        if not self.disc_hidden or any(h <= 0 for h in self.disc_hidden):
-            raise ConfigError(f"--disc-hidden needs positive layer sizes, got {self.disc_hidden}")
-        if self.disc_pieces <= 0:
-            raise ConfigError(f"--disc-pieces must be positive, got {self.disc_pieces}")
         if len(self.disc_dropout) != len(self.disc_hidden) + 1:
             raise ConfigError(f"--disc-dropout needs one rate per discriminator layer input "
                               f"({len(self.disc_hidden) + 1}), got {len(self.disc_dropout)}")
-        if any(not 0 <= p < 1 for p in self.disc_dropout):
-            raise ConfigError(f"--disc-dropout rates must lie in [0, 1), got {self.disc_dropout}")
-        if not 0 <= self.gan_final_momentum < 1:
-            raise ConfigError(f"--gan-final-momentum must lie in [0, 1), got "
-                              f"{self.gan_final_momentum}")
-        if self.gan_momentum_ramp <= 0:
-            raise ConfigError(f"--gan-momentum-ramp must be positive, got "
-                              f"{self.gan_momentum_ramp}")
-        if not self.gan_lr_decay >= 1 or not self.gan_min_lr >= 0:
-            raise ConfigError("--gan-lr-decay must be >= 1 and --gan-min-lr >= 0")
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (tuples become lists)."""
@@ -153,13 +122,93 @@ class TrainConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict) -> TrainConfig:
-        """Rebuild a config from :meth:`to_dict` output; unknown keys are an error."""
+    def from_dict(cls, data: dict, *, source: str | None = None) -> TrainConfig:
+        """Rebuild a config from :meth:`to_dict` output; unknown keys are an error.
+
+        Fields missing from ``data`` (a run made before they existed) take today's defaults,
+        with one warning naming them and ``source``.
+        """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; was the run made by a newer gmmn?")
+        missing = [f.name for f in fields(cls) if f.name not in data]
+        if missing:
+            log.warning("%s has no %s (made by an older gmmn); using today's defaults for "
+                        "them", source or "the stored config", ", ".join(missing))
         return cls(**{k: _coerce(v, _hints()[k]) for k, v in data.items()})
+
+
+# The range of every numeric field, in one place: (low, high, low included, high included);
+# tuple fields apply it to each value, None (where allowed) skips it. An infinite bound is
+# never included, so every value must also be finite (NaN fails every comparison).
+_INF = math.inf
+RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "seed": (0, 2**32 - 1, True, True),  # torch and numpy seeds are 32/64-bit unsigned
+    "checkpoint_every": (0, _INF, True, False),
+    "log_every": (1, _INF, True, False),
+    "sample_every": (0, _INF, True, False),
+    "prior_dim": (1, _INF, True, False),
+    "hidden": (1, _INF, True, False),
+    "init_std": (0, _INF, False, False),
+    "sigmas": (0, _INF, False, False),
+    "sigma_weights": (0, _INF, True, False),
+    "iterations": (1, _INF, True, False),
+    "lr": (0, _INF, False, False),
+    "momentum": (0, 1, True, False),
+    "late_from": (1, _INF, True, False),
+    "late_lr_factor": (0, _INF, False, False),
+    "late_momentum": (0, 1, True, False),
+    "sample_batch_size": (1, _INF, True, False),
+    "data_batch_size": (1, _INF, True, False),
+    "ae_hidden": (1, _INF, True, False),
+    "ae_dropout": (0, 1, True, False),
+    "ae_lr": (0, _INF, False, False),
+    "ae_batch_size": (1, _INF, True, False),
+    "ae_clip": (0, _INF, False, False),  # a negative clip norm reverses the gradient
+    "pretrain_iterations": (0, _INF, True, False),
+    "pretrain_momentum": (0, 1, True, False),
+    "finetune_iterations": (0, _INF, True, False),
+    "finetune_momentum": (0, 1, True, False),
+    "finetune_momentum_from": (1, _INF, True, False),
+    "ae_eval_every": (1, _INF, True, False),
+    "disc_hidden": (1, _INF, True, False),
+    "disc_pieces": (1, _INF, True, False),
+    "disc_dropout": (0, 1, True, False),
+    "gan_final_momentum": (0, 1, True, False),
+    "gan_momentum_ramp": (1, _INF, True, False),
+    "gan_lr_decay": (1, _INF, True, False),
+    "gan_min_lr": (0, _INF, True, False),
+}
+
+
+def _num(v) -> str:
+    return str(v) if isinstance(v, int) else f"{v:g}"
+
+
+def _describe(lo: float, hi: float, lo_in: bool, hi_in: bool, *, whole: bool) -> str:
+    if hi == _INF and (lo, lo_in) in ((0, False), (1, True)):
+        return "positive" if whole else "positive and finite"
+    parts = [f"{'>=' if lo_in else '>'} {_num(lo)}"]
+    if hi != _INF:
+        parts.append(f"{'<=' if hi_in else '<'} {_num(hi)}")
+    elif not whole:
+        parts.append("finite")
+    return " and ".join(parts)
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    for name, (lo, hi, lo_in, hi_in) in RANGES.items():
+        value = getattr(cfg, name)
+        values = value if isinstance(value, tuple) else () if value is None else (value,)
+        for v in values:
+            above = v >= lo if lo_in else v > lo
+            below = v <= hi if hi_in else v < hi
+            if not (above and below):
+                whole = all(isinstance(x, int) for x in values)
+                shown = ",".join(_num(x) for x in values)
+                raise ConfigError(f"{_flag(name)} must be "
+                                  f"{_describe(lo, hi, lo_in, hi_in, whole=whole)}, got {shown}")
 
 
 def _flag(name: str) -> str:

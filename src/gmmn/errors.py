@@ -23,3 +23,20 @@ class ConfigError(GMMNError, ValueError):
 
 class CheckpointError(GMMNError):
     """A checkpoint or run directory cannot be used."""
+
+
+class OutputError(GMMNError):
+    """A file or folder cannot be written: no space left, no permission, not a folder."""
+
+
+class TrainingDiverged(ConfigError):
+    """The loss became NaN or infinite: a setting (learning rate, kernel scales) does not
+    suit the data."""
+
+
+class TrainingInterrupted(GMMNError):
+    """SIGINT or SIGTERM stopped training after a checkpoint was written."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum

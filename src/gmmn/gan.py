@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 
 from gmmn.config import TrainConfig
-from gmmn.errors import ConfigError
 from gmmn.models import GenerativeModel
 from gmmn.stages import BatchSampler, make_generator
 from gmmn.train import Hooks, Part, ReleasedSGD, Schedule, Stage
@@ -114,8 +113,13 @@ class GanStage(Stage):
         make_opt = OPTIMIZERS[cfg.gan_optimizer]
         d_opt = make_opt(model.discriminator.parameters(), lr=cfg.lr, momentum=cfg.momentum)
         g_opt = make_opt(model.generator.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-        self.parts = (Part("discriminator", d_opt, schedule, self.discriminator_loss),
-                      Part("generator", g_opt, schedule, self.generator_loss))
+        advice = "lower --lr or use --gan-optimizer adam"
+        self.parts = (Part("discriminator", d_opt, schedule, self.discriminator_loss,
+                           advice=advice),
+                      Part("generator", g_opt, schedule, self.generator_loss, advice=advice))
+        # A diverged GAN keeps stepping on NaN weights, so checking where the logger reads
+        # the losses anyway finds it without a device sync on the other iterations.
+        self.check_every = cfg.log_every
 
     def _fake(self) -> torch.Tensor:
         gen = self.model.generator
@@ -126,22 +130,12 @@ class GanStage(Stage):
         with torch.no_grad():  # the generator is fixed during this step
             fake = self._fake()
         real = self.sampler.next()
-        self.last_loss = discriminator_loss(disc(real, self.dropout_rng),
-                                            disc(fake, self.dropout_rng))
-        return self.last_loss
+        return discriminator_loss(disc(real, self.dropout_rng), disc(fake, self.dropout_rng))
 
     def generator_loss(self, t: int) -> torch.Tensor:
         # Gradients reach the discriminator's parameters too; its optimiser zeroes them
         # before its own next step, and this part's optimiser holds only the generator.
         return generator_loss(self.model.discriminator(self._fake(), self.dropout_rng))
-
-    def after_step(self, t: int) -> dict[str, float]:
-        # A diverged GAN keeps stepping on NaN weights; stop it where the logger reads the
-        # losses anyway (no extra device sync on the other iterations).
-        if t % self.cfg.log_every == 0 and not torch.isfinite(self.last_loss):
-            raise ConfigError(f"the GAN diverged (non-finite discriminator loss at iteration "
-                              f"{t}); lower --lr or use --gan-optimizer adam")
-        return {}
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "sampler": self.sampler.state_dict(),

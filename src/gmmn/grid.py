@@ -8,6 +8,8 @@ import os
 import numpy as np
 import torch
 
+from gmmn.files import atomic_write
+
 
 def tile(images: torch.Tensor, ncol: int, *, pad: int = 1, fill: float = 1.0) -> torch.Tensor:
     """Tile (n, h, w) images into one (rows*(h+pad)+pad, ncol*(w+pad)+pad) image.
@@ -50,4 +52,4 @@ def save_grid(images: torch.Tensor, image_shape: tuple[int, int], path: str | os
     img = Image.fromarray(grid)
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    img.save(path)
+    atomic_write(path, lambda f: img.save(f, format="PNG"))

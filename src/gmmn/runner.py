@@ -7,17 +7,27 @@ autoencoder's deterministic codes with the autoencoder frozen. GAN baseline: one
 
 Files in the run directory: ``config.json`` (config + package versions), ``metrics.jsonl``
 (one JSON line per logged iteration), ``checkpoint.pt`` (latest, written atomically),
-``samples.png`` / ``samples-<stage>.png`` (image data), ``tensorboard/`` (when installed).
+``samples.png`` / ``samples-<stage>.png`` (image data), ``tensorboard/`` (when installed),
+``.lock`` (held while a process trains in the folder: a second one refuses).
 Resuming restores models, optimiser buffers, data order, every RNG, the stage and the best
 autoencoder so far, and truncates ``metrics.jsonl`` to the checkpoint: a resumed run ends
-bit-identical (on CPU) to one never interrupted.
+bit-identical (on CPU) to one never interrupted. It refuses data whose fingerprint (shape,
+range, SHA-256 of the training split) differs from the one the checkpoint recorded.
+
+SIGINT and SIGTERM (single process) end the current iteration, write a checkpoint and stop
+with :class:`gmmn.errors.TrainingInterrupted`; a second signal stops at once. A loss that
+becomes NaN or infinite stops with :class:`gmmn.errors.TrainingDiverged`, keeping the last
+checkpoint (docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,13 +39,16 @@ from gmmn.checkpoint import (
     CHECKPOINT_NAME,
     FORMAT,
     capture_rng,
+    checkpoint_config,
     load_checkpoint,
     restore_rng,
     save_checkpoint,
 )
 from gmmn.config import TrainConfig, package_versions
-from gmmn.errors import CheckpointError, ConfigError
+from gmmn.errors import CheckpointError, ConfigError, TrainingInterrupted
+from gmmn.files import RunLock, atomic_write, prepare_folder, remove_stale_temps, write_error
 from gmmn.gan import GanStage
+from gmmn.memory import check_fits
 from gmmn.models import GenerativeModel, build_model
 from gmmn.stages import FinetuneStage, GMMNStage, PretrainStage, make_generator
 from gmmn.train import Hooks, Stage, StepInfo, train_loop
@@ -76,7 +89,55 @@ def data_info(splits) -> dict:
             "image_shape": None if shape is None else list(shape),
             "unit_interval": bool(splits.unit_interval), "source": str(splits.source),
             "mean": None if mean is None else mean.detach().cpu().float().clone(),
-            "std": None if std is None else std.detach().cpu().float().clone()}
+            "std": None if std is None else std.detach().cpu().float().clone(),
+            "fingerprint": fingerprint(splits.train)}
+
+
+def fingerprint(x: torch.Tensor) -> dict:
+    """Shape, range and SHA-256 of a float32 tensor's bytes: what a resume compares."""
+    a = x.detach().to("cpu", torch.float32).contiguous().numpy()
+    return {"shape": list(a.shape), "min": float(a.min()), "max": float(a.max()),
+            "sha256": hashlib.sha256(a.data).hexdigest()}
+
+
+def _check_same_data(out: Path | None, stored: dict, info: dict, cfg: TrainConfig) -> None:
+    if stored["dim"] != info["dim"]:
+        raise CheckpointError(f"the run in {out} was trained on {stored['dim']}-"
+                              f"dimensional data but {cfg.dataset!r} has {info['dim']}")
+    old, new = stored.get("fingerprint"), info["fingerprint"]
+    if old is None:  # a checkpoint from before fingerprints: nothing to compare
+        return
+    if old["sha256"] != new["sha256"] or old["shape"] != new["shape"]:
+        def show(f: dict) -> str:
+            return (f"{' x '.join(map(str, f['shape']))} values in "
+                    f"[{f['min']:.4g}, {f['max']:.4g}], SHA-256 {f['sha256'][:12]}")
+        raise CheckpointError(f"{cfg.dataset} is not the data the run in {out} was trained "
+                              f"on (then: {show(old)}; now: {show(new)}); restore that data "
+                              f"or start a new run with another --out")
+
+
+def _check_fits_data(cfg: TrainConfig, info: dict, splits, device: torch.device) -> None:
+    """Refuse batch sizes the data or the memory cannot serve, before any training."""
+    n = len(splits.train)
+    for name in ("data_batch_size", "ae_batch_size"):
+        if name == "ae_batch_size" and not cfg.autoencoder:
+            continue
+        if getattr(cfg, name) > n:
+            raise ConfigError(f"--{name.replace('_', '-')} {getattr(cfg, name)} exceeds the "
+                              f"{n} training rows of {cfg.dataset}; use at most {n}")
+    if cfg.output == "sigmoid" and not cfg.autoencoder and not info["unit_interval"]:
+        fp = info["fingerprint"]
+        raise ConfigError(f"--output sigmoid keeps samples in [0, 1] but {cfg.dataset} holds "
+                          f"values in [{fp['min']:.4g}, {fp['max']:.4g}]; use --output linear "
+                          f"or auto, or rescale the data to [0, 1]")
+    # A lower bound of one step: the pooled (B + M)^2 float32 kernel matrix and the
+    # generator's widest layer for B samples.
+    b = cfg.sample_batch_size
+    m = cfg.data_batch_size
+    widest = max((*cfg.hidden, info["dim"]))
+    check_fits(4.0 * ((b + m) ** 2 + b * widest), device=device,
+               what=f"a step with --sample-batch-size {b} and --data-batch-size {m}",
+               fix="use smaller batch sizes")
 
 
 def to_data_units(x: torch.Tensor, info: dict) -> torch.Tensor:
@@ -116,9 +177,9 @@ def build_stage(name: str, model: GenerativeModel, train: torch.Tensor, cfg: Tra
 def resume_config(out_dir: str | Path) -> TrainConfig | None:
     """The config stored in ``out_dir``'s checkpoint, or None if it has none."""
     path = Path(out_dir) / CHECKPOINT_NAME
-    if not path.exists():
+    if not path.is_file():
         return None
-    return TrainConfig.from_dict(json.loads(load_checkpoint(path)["config"]))
+    return checkpoint_config(load_checkpoint(path), path)
 
 
 @dataclass
@@ -140,15 +201,36 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool =
     """
     out = Path(out_dir) if out_dir is not None else None
     hooks = hooks or Hooks()
+    lock: RunLock | None = None
+
+    def open_run() -> dict | None:
+        nonlocal lock
+        if out is not None:
+            prepare_folder(out)
+            lock = RunLock(out)  # held until train() returns, however it returns
+            remove_stale_temps(out, CHECKPOINT_NAME)
+        return _existing_state(out, cfg, resume)
+
     # Data-parallel: worker 0 reads the run directory (only it needs the files).
-    state = hooks.from_main(lambda: _existing_state(out, cfg, resume))
+    try:
+        state = hooks.from_main(open_run)
+        with _StopOnSignal(active=out is not None and hooks.main) as stop:
+            return _train(cfg, out, state, splits, callback, hooks, stop)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: TrainConfig, out: Path | None, state: dict | None, splits, callback,
+           hooks: Hooks, stop: _StopOnSignal) -> TrainResult:
     device = resolve_device(cfg.device)
     splits = splits if splits is not None else load_splits(cfg)
     info = data_info(splits)
-    if state is not None and state["data"]["dim"] != info["dim"]:
-        raise CheckpointError(f"the run in {out} was trained on {state['data']['dim']}-"
-                              f"dimensional data but {cfg.dataset!r} has {info['dim']}")
-    model = build_model(cfg, info["dim"], unit_interval=info["unit_interval"]).to(device)
+    if state is not None:
+        _check_same_data(out, state["data"], info, cfg)
+    model = build_model(cfg, info["dim"], unit_interval=info["unit_interval"])
+    _check_fits_data(cfg, info, splits, device)
+    model = model.to(device)
     if not model.generator.sigmoid_output and cfg.lr > 0.5:
         log.warning("lr %g with a linear generator output (data outside [0, 1]) tends to "
                     "diverge; consider --lr 0.1", cfg.lr)
@@ -157,7 +239,11 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool =
     names = stage_names(cfg)
     first, start = 0, 0
     if state is not None:
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"the weights in {out} do not fit the model its config "
+                                  f"describes; the checkpoint is damaged") from exc
         first, start = int(state["stage_index"]), int(state["iteration"])
         restore_rng(state["rng"])
     ckpt = state
@@ -177,8 +263,13 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool =
             t = step.iteration
             if logger.sample_due(t):
                 logger.grid(stage, f"samples-{stage.name}.png")
-            if cfg.checkpoint_every and t % cfg.checkpoint_every == 0 and t < stage.iterations:
+            if t == stage.iterations:
+                return  # the stage's end writes its own checkpoint
+            if stop.signum is not None or (cfg.checkpoint_every
+                                           and t % cfg.checkpoint_every == 0):
                 logger.checkpoint(_state(cfg, info, model, index, stage, t, logger))
+            if stop.signum is not None:
+                raise stop.interrupted(out, f"{stage.name} iteration {t}")
 
         # Only the GMMN stage is data-parallel; autoencoder stages run whole on every worker.
         train_loop(stage, start=start, hooks=hooks if isinstance(stage, GMMNStage) else None,
@@ -188,8 +279,49 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool =
         logger.checkpoint(ckpt)
         if stage.name in ("gmmn", "gan"):  # the last stage: samples of the finished model
             logger.grid(stage, "samples.png")
+        if stop.signum is not None and index + 1 < len(names):
+            raise stop.interrupted(out, f"the end of stage {stage.name}")
     logger.close()
     return TrainResult(model, cfg, info, ckpt)
+
+
+class _StopOnSignal:
+    """SIGINT and SIGTERM set ``signum``; training checkpoints at the end of the iteration and
+    raises :meth:`interrupted`. A second signal restores the previous handlers and re-raises
+    itself (stop at once, as without this). Active only in the main thread of a single
+    process: data-parallel workers would see the signal at different iterations."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, *, active: bool) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, object] = {}
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        self.active = (active and not distributed
+                       and threading.current_thread() is threading.main_thread())
+
+    def __enter__(self) -> _StopOnSignal:
+        if self.active:
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signum is not None:
+            self.__exit__()
+            signal.raise_signal(signum)
+            return
+        self.signum = signum
+
+    def interrupted(self, out: Path | None, where: str) -> TrainingInterrupted:
+        name = signal.Signals(self.signum).name
+        return TrainingInterrupted(f"stopped by {name} at {where}; the checkpoint in {out} "
+                                   f"holds it: continue with --resume", self.signum)
 
 
 def _existing_state(out: Path | None, cfg: TrainConfig, resume: bool) -> dict | None:
@@ -202,7 +334,7 @@ def _existing_state(out: Path | None, cfg: TrainConfig, resume: bool) -> dict | 
         raise CheckpointError(f"{out} already holds a run; pass --resume to continue it or "
                               f"choose another --out")
     state = load_checkpoint(path)
-    stored = TrainConfig.from_dict(json.loads(state["config"]))
+    stored = checkpoint_config(state, path)
     if stored.preset != cfg.preset:
         raise CheckpointError(f"{out} holds a run of preset {stored.preset!r}, not "
                               f"{cfg.preset!r}; resume it with --preset {stored.preset}")
@@ -244,13 +376,19 @@ class _RunLogger:
         self.metrics = self.tb = None
         if out is None:
             return
-        out.mkdir(parents=True, exist_ok=True)
         if state is None:
-            doc = {"config": cfg.to_dict(), "versions": package_versions()}
-            (out / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
-        self.metrics = open(out / "metrics.jsonl", "a+b")  # noqa: SIM115 (closed in close())
-        self.metrics.truncate(int(state["metrics_offset"]) if state is not None else 0)
-        self.metrics.seek(0, 2)
+            text = json.dumps({"config": cfg.to_dict(), "versions": package_versions()},
+                              indent=2) + "\n"
+            atomic_write(out / "config.json", lambda f: f.write(text.encode()))
+        self.metrics_path = out / "metrics.jsonl"
+        keep = _metrics_to_keep(self.metrics_path,
+                                int(state["metrics_offset"]) if state is not None else 0)
+        try:
+            self.metrics = open(self.metrics_path, "a+b")  # noqa: SIM115 (closed in close())
+            self.metrics.truncate(keep)
+            self.metrics.seek(0, 2)
+        except OSError as exc:
+            raise write_error(exc, self.metrics_path) from exc
         self.tb = _tensorboard(out / "tensorboard")
 
     def elapsed(self) -> float:
@@ -268,8 +406,11 @@ class _RunLogger:
         if self.metrics is not None:
             # Flushed per line so `tail -f metrics.jsonl` follows a long run; resume still
             # truncates to the offset stored in the checkpoint.
-            self.metrics.write((json.dumps(row) + "\n").encode())
-            self.metrics.flush()
+            try:
+                self.metrics.write((json.dumps(row) + "\n").encode())
+                self.metrics.flush()
+            except OSError as exc:
+                raise write_error(exc, self.metrics_path) from exc
         if self.tb is not None:
             for k, v in row.items():
                 if k not in ("stage", "iteration", "elapsed"):
@@ -293,7 +434,10 @@ class _RunLogger:
     def flush(self) -> int:
         if self.metrics is None:
             return 0
-        self.metrics.flush()
+        try:
+            self.metrics.flush()
+        except OSError as exc:
+            raise write_error(exc, self.metrics_path) from exc
         return self.metrics.tell()
 
     def checkpoint(self, state: dict) -> None:
@@ -305,6 +449,20 @@ class _RunLogger:
             self.metrics.close()
         if self.tb is not None:
             self.tb.close()
+
+
+def _metrics_to_keep(path: Path, offset: int) -> int:
+    """Bytes of metrics.jsonl to keep on resume: the checkpoint's offset, or, when the file
+    was deleted or cut shorter than that, what is left up to its last whole line (extending
+    it would fill the gap with NUL bytes that no JSON reader accepts)."""
+    size = path.stat().st_size if path.exists() else 0
+    if size >= offset:
+        return offset
+    keep = path.read_bytes()[:size].rfind(b"\n") + 1 if size else 0
+    log.warning("%s holds %d of the %d bytes the checkpoint recorded (deleted or cut short); "
+                "the lost lines are not restored and training goes on from the checkpoint",
+                path, keep, offset)
+    return keep
 
 
 def _tensorboard(path: Path):

@@ -43,6 +43,33 @@ def make_generator(seed: int, *names: str) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + key)
 
 
+def median_distance(x: torch.Tensor, *, seed: int = 0, n: int = 1000) -> float:
+    """The median pairwise Euclidean distance of up to ``n`` random rows of ``x`` (float64)."""
+    gen = torch.Generator().manual_seed(seed)
+    sub = x[torch.randperm(len(x), generator=gen)[:n].to(x.device)].detach().cpu().double()
+    d = torch.cdist(sub, sub)
+    return float(d[torch.triu_indices(len(sub), len(sub), 1).unbind()].median())
+
+
+# Kernel scales this far from the median distance see (almost) every pair of points alike:
+# exp(-d^2 / 2 sigma^2) is ~1 for all pairs (sigma >> d) or ~0 for all distinct pairs
+# (sigma << d), and the MMD carries no gradient worth the name.
+FAR_SCALE = 100.0
+
+
+def _warn_far_scales(targets: torch.Tensor, sigmas, *, seed: int, name: str) -> None:
+    if len(targets) < 2:
+        return
+    m = median_distance(targets, seed=seed)
+    if m > 0 and (all(s > FAR_SCALE * m for s in sigmas)
+                  or all(s < m / FAR_SCALE for s in sigmas)):
+        log.warning("every kernel scale (--sigmas %s) is over %gx away from the median "
+                    "distance %.3g between the %s stage's targets: the loss will carry almost "
+                    "no signal; choose scales near it (e.g. --sigmas %s)",
+                    ",".join(f"{s:g}" for s in sigmas), FAR_SCALE, m, name,
+                    ",".join(f"{m * r:.3g}" for r in (0.25, 0.5, 1.0, 2.0)))
+
+
 class BatchSampler:
     """Minibatches in shuffled epochs, wrapping across epoch ends as the released code did."""
 
@@ -113,6 +140,7 @@ class GMMNStage(_SampledStage):
                                  late_lr_factor=cfg.late_lr_factor,
                                  late_momentum=cfg.late_momentum)
         self.parts = (Part("mmd", opt, schedule, self.loss),)
+        _warn_far_scales(targets, cfg.sigmas, seed=cfg.seed, name=name)
 
     def loss(self, t: int) -> torch.Tensor:
         gen = self.model.generator
@@ -120,6 +148,10 @@ class GMMNStage(_SampledStage):
         # same streams and keeps its own rows, so the gathered batches are one process's.
         z = self.shard(gen.sample_prior(self.cfg.sample_batch_size, self.rng))
         x = self.gather(gen(z))
+        if not bool(torch.isfinite(x).all()):
+            # The generator diverged (its weights overflowed): a NaN loss lets the loop say
+            # so, where the MMD's input check would blame the samples like bad data.
+            return x.new_tensor(float("nan"))
         y = self.gather(self.sampler.next(self.shard))
         return mmd_loss(x, y, sigmas=list(self.cfg.sigmas),
                         weights=None if self.cfg.sigma_weights is None
@@ -147,7 +179,7 @@ class PretrainStage(_SampledStage):
         opt = ReleasedSGD(params, lr=cfg.ae_lr, momentum=cfg.pretrain_momentum)
         self.parts = (Part("reconstruction", opt,
                            constant(lr=cfg.ae_lr, momentum=cfg.pretrain_momentum),
-                           self.loss, clip=cfg.ae_clip),)
+                           self.loss, clip=cfg.ae_clip, advice="lower --ae-lr"),)
 
     def loss(self, t: int) -> torch.Tensor:
         h = self.sampler.next()
@@ -174,7 +206,8 @@ class FinetuneStage(_SampledStage):
         opt = ReleasedSGD(ae.parameters(), lr=cfg.ae_lr, momentum=cfg.finetune_momentum[0])
         schedule = stepwise_momentum(lr=cfg.ae_lr, momenta=cfg.finetune_momentum,
                                      starts=cfg.finetune_momentum_from)
-        self.parts = (Part("reconstruction", opt, schedule, self.loss, clip=cfg.ae_clip),)
+        self.parts = (Part("reconstruction", opt, schedule, self.loss, clip=cfg.ae_clip,
+                           advice="lower --ae-lr"),)
         self.best_loss = float("inf")
         self.best_state: dict | None = None
 

@@ -36,6 +36,8 @@ from typing import Any
 
 import torch
 
+from gmmn.errors import TrainingDiverged
+
 log = logging.getLogger(__name__)
 
 
@@ -127,6 +129,8 @@ class Part:
     loss: Callable[[int], torch.Tensor]  # iteration t -> scalar loss
     clip: float | None = None  # clip the gradient's total 2-norm to this
     every: int = 1  # run only on iterations divisible by this
+    # What to change when this part's loss diverges (the message names stage and iteration).
+    advice: str = "lower --lr and check --sigmas against the data's scale"
 
 
 @dataclass
@@ -162,6 +166,7 @@ class Stage:
     name: str = "stage"
     iterations: int = 0
     parts: Sequence[Part] = ()
+    check_every: int = 1  # iterations between the loop's checks for a non-finite loss
 
     def after_step(self, t: int) -> dict[str, float]:
         return {}
@@ -201,6 +206,11 @@ def train_loop(stage: Stage, *, start: int = 0, hooks: Hooks | None = None,
     Per iteration t and per part: set (lr, momentum) from the schedule, zero the gradients,
     evaluate the loss, backward, ``hooks.reduce_gradients``, clip, step. ``on_step`` receives
     a :class:`StepInfo` (the caller logs, checkpoints and draws pictures there).
+
+    A loss that is NaN or infinite raises :class:`gmmn.errors.TrainingDiverged` before its
+    step, naming the stage, iteration and learning rate. The check waits for the device once
+    per part every ``stage.check_every`` iterations: 1 for MMD stages, whose input checks wait
+    anyway; a GAN checks where the logger reads its losses (non-finite weights stay so).
     """
     hooks = hooks or Hooks()
     for t in range(start + 1, stage.iterations + 1):
@@ -214,6 +224,13 @@ def train_loop(stage: Stage, *, start: int = 0, hooks: Hooks | None = None,
             opt.lr, opt.momentum = lr, momentum
             opt.zero_grad()
             loss = part.loss(t)
+            if t % stage.check_every == 0 and not bool(torch.isfinite(loss)):
+                when = "at" if stage.check_every == 1 else "by"
+                raise TrainingDiverged(
+                    f"training diverged in stage {stage.name}: its {part.name} loss became "
+                    f"{float(loss.detach())} {when} iteration {t} (lr {lr:g}, momentum "
+                    f"{momentum:g}); {part.advice}, and start again (the last checkpoint is "
+                    f"kept)")
             loss.backward()
             hooks.reduce_gradients(opt.params)
             if part.clip is not None:

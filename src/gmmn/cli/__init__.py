@@ -2,7 +2,9 @@
 
 Each subcommand lives in its own module with ``register(subparsers)``; the module's handler
 gets the parsed arguments and returns an exit code. User errors (:class:`gmmn.errors.GMMNError`
-and :class:`gmmn.mmd.MMDError`) are printed in one line; ``--debug`` shows the traceback.
+and :class:`gmmn.mmd.MMDError`) are printed in one line with exit code 2; ``--debug`` shows the
+traceback. Training stopped by a signal exits with 128 + the signal's number (130 for SIGINT,
+143 for SIGTERM) after its checkpoint; running out of memory is one line too.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 
-from gmmn.errors import GMMNError  # noqa: E402
+from gmmn.errors import GMMNError, TrainingInterrupted  # noqa: E402
 from gmmn.mmd import MMDError  # noqa: E402
 
 # Subcommand modules, in the order `gmmn --help` lists them.
@@ -74,6 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.handler(args) or 0)
+    except TrainingInterrupted as exc:
+        if args.debug:
+            raise
+        print(f"gmmn {args.command}: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except USER_ERRORS as exc:
         if args.debug:
             raise
@@ -82,3 +89,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gmmn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as exc:
+        if args.debug or not _out_of_memory(exc):
+            raise
+        print(f"gmmn {args.command}: error: out of memory ({_first_line(exc)}); use smaller "
+              f"batch sizes, sample counts or images", file=sys.stderr)
+        return 2
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """torch's CPU and CUDA allocators raise RuntimeError subclasses with these words."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or "out of memory" in text or \
+        "can't allocate memory" in text or "not enough memory" in text
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__

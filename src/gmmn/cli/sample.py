@@ -1,7 +1,8 @@
 """``gmmn sample``: draw samples from a trained run.
 
 The output format follows the file extension: ``.png`` a grid (image data only), ``.npy`` or
-``.csv`` an (N, D) array. The model is rebuilt from the checkpoint alone.
+``.csv`` an (N, D) array. The model is rebuilt from the checkpoint alone. The file is written
+to a temporary name and renamed, so a full disk or a kill never leaves a truncated one.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import argparse
 from pathlib import Path
 
 from gmmn.errors import ConfigError
+from gmmn.files import atomic_write, prepare_folder
+from gmmn.memory import check_fits
 
 FORMATS = (".png", ".npy", ".csv")
 
@@ -38,19 +41,24 @@ def run(args: argparse.Namespace) -> int:
                           f"{', '.join(FORMATS)}")
     if args.n <= 0:
         raise ConfigError(f"--n must be positive, got {args.n}")
-    model = load_run(args.run, device=resolve_device(args.device))
+    device = resolve_device(args.device)
+    model = load_run(args.run, device=device)
     if out.suffix.lower() == ".png" and model.image_shape is None:
         raise ConfigError(f"the run in {args.run} is not image data; write .npy or .csv")
+    # The samples, their CPU copy and the widest layer's activations, before allocating.
+    widest = max((*model.config.hidden, model.dim))
+    check_fits(4.0 * args.n * (2 * model.dim + widest), device=device,
+               what=f"--n {args.n} samples of {model.dim} dimensions",
+               fix="draw fewer samples per call")
     x = model.sample(args.n, seed=args.seed).cpu()
-    if out.parent and not out.parent.exists():
-        out.parent.mkdir(parents=True)
+    prepare_folder(out.parent, what="the folder of --out")
     if out.suffix.lower() == ".png":
         from gmmn.grid import save_grid
 
         save_grid(x, model.image_shape, out)
     elif out.suffix.lower() == ".npy":
-        np.save(out, x.numpy())
+        atomic_write(out, lambda f: np.save(f, x.numpy()))
     else:
-        np.savetxt(out, x.numpy(), delimiter=",", fmt="%.7g")
+        atomic_write(out, lambda f: np.savetxt(f, x.numpy(), delimiter=",", fmt="%.7g"))
     print(f"wrote {args.n} samples of {model.splits_name} to {out}")
     return 0

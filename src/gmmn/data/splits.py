@@ -98,14 +98,22 @@ def check_array(x: np.ndarray, *, what: str, source: str) -> np.ndarray:
     """A float32 (N, D) copy of x, or a DataError naming `source` when x is unusable."""
     if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise DataError(f"{source}: {what} has non-numeric dtype {x.dtype}; store numbers only")
+    if np.iscomplexobj(x):  # astype(float32) would drop the imaginary part without a word
+        raise DataError(f"{source}: {what} is complex-valued ({x.dtype}); gmmn models real "
+                        "values: store the real and imaginary parts as separate columns")
     if x.ndim == 0 or x.shape[0] == 0 or x.size == 0:
         raise DataError(f"{source}: {what} is empty (shape {x.shape}); it needs at least one row")
-    x = x.reshape(x.shape[0], -1).astype(np.float32)
+    x = x.reshape(x.shape[0], -1)
     if not np.isfinite(x).all():
         bad = int(np.argwhere(~np.isfinite(x))[0][0])
         raise DataError(f"{source}: {what} holds NaN or inf values (first in row {bad}); "
                         "remove or impute them")
-    return x
+    big = np.abs(x) > np.finfo(np.float32).max if x.dtype.itemsize > 4 else None
+    if big is not None and big.any():
+        row, col = (int(i) for i in np.argwhere(big)[0])
+        raise DataError(f"{source}: {what} holds {x[row, col]:g} (row {row}), beyond float32's "
+                        f"range of +-3.4e38 that training computes in; rescale the data")
+    return x.astype(np.float32)
 
 
 def _labels(y: np.ndarray | None, n: int, *, what: str, source: str) -> torch.Tensor | None:

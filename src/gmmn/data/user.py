@@ -25,6 +25,7 @@ import numpy as np
 
 from gmmn.data.splits import Splits, check_array, make_splits, random_split
 from gmmn.errors import DataError
+from gmmn.memory import check_fits
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +72,12 @@ def load_array_file(path: Path, *, seed: int = 0, standardize: bool = False) -> 
     if not (magic.startswith(_NPY_MAGIC) or magic.startswith(_ZIP_MAGIC)):
         raise DataError(f"{path} is not a readable numpy file (no .npy or .npz header); "
                         "save it with numpy.save or numpy.savez")
+    if magic.startswith(_NPY_MAGIC):
+        _check_npy(path)
     try:
         loaded = np.load(path, allow_pickle=False)
-    except ValueError as exc:  # object arrays need pickle, which is refused
-        raise DataError(f"{path} holds Python objects (pickled arrays), which are not loaded "
-                        "for safety; save plain numeric arrays") from exc
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path} is not a readable numpy file ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - numpy's parser raises many types on bad bytes
+        raise _load_error(path, exc) from exc
     name = path.stem
     if isinstance(loaded, np.ndarray):
         return _split_one(name, _as_values(loaded), source=str(path), seed=seed,
@@ -85,11 +85,8 @@ def load_array_file(path: Path, *, seed: int = 0, standardize: bool = False) -> 
     with loaded:
         try:
             arrays = {k: loaded[k] for k in loaded.files}
-        except ValueError as exc:
-            raise DataError(f"{path} holds Python objects (pickled arrays), which are not "
-                            "loaded for safety; save plain numeric arrays") from exc
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise DataError(f"{path} is a corrupt .npz file ({exc})") from exc
+        except Exception as exc:  # noqa: BLE001 - as above, per member of the archive
+            raise _load_error(path, exc) from exc
     if all(k in arrays for k in _KEYS):
         shape = _image_shape(arrays["train"])
         return make_splits(
@@ -104,12 +101,51 @@ def load_array_file(path: Path, *, seed: int = 0, standardize: bool = False) -> 
                     "validation and test (plus optional *_labels), or exactly one array")
 
 
+def _load_error(path: Path, exc: Exception) -> DataError:
+    """What np.load's exception means: refused pickled objects, or damaged bytes."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
+        return DataError(f"{path} holds Python objects (pickled arrays), which are not loaded "
+                         "for safety; save plain numeric arrays")
+    if isinstance(exc, zipfile.BadZipFile | EOFError) or "not fully written" in first:
+        return DataError(f"{path} is not a readable numpy file: truncated or corrupt ({first}); "
+                         "copy or save it again")
+    return DataError(f"{path} is not a readable numpy file ({first}); save it again with "
+                     "numpy.save or numpy.savez")
+
+
+def _check_npy(path: Path) -> None:
+    """Read a .npy header ourselves: a damaged header or a file shorter than the header
+    promises is named as such (numpy's own errors range from tokenizer failures to
+    complaints about pickles)."""
+    fmt = np.lib.format
+    with open(path, "rb") as fh:
+        try:
+            major, _ = fmt.read_magic(fh)
+            read = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
+            shape, _, dtype = read(fh)
+        except Exception as exc:  # noqa: BLE001 - the header is a Python literal from the user
+            raise DataError(f"{path} has a corrupt .npy header ({type(exc).__name__}); the "
+                            "file is damaged: save it again with numpy.save") from exc
+        if dtype.hasobject:
+            raise DataError(f"{path} holds Python objects (pickled arrays), which are not "
+                            "loaded for safety; save plain numeric arrays")
+        need = int(np.prod(shape)) * dtype.itemsize
+        have = path.stat().st_size - fh.tell()
+    if have < need:
+        raise DataError(f"{path} is truncated: it holds {have} of the {need} bytes of data its "
+                        f"header promises ({' x '.join(map(str, shape))} {dtype}); copy or "
+                        "save it again")
+
+
 def read_csv(path: Path) -> np.ndarray:
     """A float array from a numeric CSV file; the first row may be a header."""
     rows: list[list[float]] = []
     width = None
     try:
-        with open(path, newline="") as fh:
+        # utf-8-sig: a byte-order mark (Excel writes one) is encoding, not part of row 1.
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             for number, row in enumerate(csv.reader(fh), start=1):
                 if not row or all(not c.strip() for c in row):
                     continue  # blank lines, e.g. a trailing one, carry no data
@@ -160,6 +196,11 @@ def read_image_folder(folder: Path, *,
             raise DataError(f"{f} is not a readable image ({exc}); remove or replace it") from exc
     mode = "L" if all(im.mode in _GRAY_MODES for im in images) else "RGB"
     size = image_size or (images[0].height, images[0].width)
+    # uint8 pixels, their float32 copy and one resized image, before allocating any of it.
+    pixels = size[0] * size[1] * (1 if mode == "L" else 3)
+    check_fits(pixels * (5.0 * len(files) + 4.0), error=DataError,
+               what=f"{len(files)} images of {size[0]}x{size[1]}",
+               fix="pass a smaller image size")
     out = []
     for f, im in zip(files, images, strict=True):
         im = im.convert(mode)

@@ -3,7 +3,13 @@
 Each number comes with the score real data gets under the same procedure (training images
 in place of samples, scored against the test set), so a reader sees the ceiling next to the
 model. The run is any object with ``sample(n, *, seed)``, and for interpolations
-``decode_prior(z)`` and ``prior_dim`` (``gmmn.api.load_run`` returns one).
+``decode_prior(z)`` and ``prior_dim`` (``gmmn.api.load_run`` returns one). A run whose
+checkpoint is not the end of training is marked unfinished in both reports.
+
+The report folder changes as a whole: figures and reports are made in a temporary folder
+inside it, the old report.json and report.md are removed, the figures moved in, and the new
+reports moved in last. A kill at any moment leaves the old report with its figures, or new
+figures with no report; never a report beside another evaluation's figures.
 """
 
 from __future__ import annotations
@@ -11,7 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import pathlib
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +31,7 @@ from gmmn.errors import ConfigError, GMMNError
 from gmmn.evaluate import classifier as clf_mod
 from gmmn.evaluate import figures, metrics
 from gmmn.evaluate.protocol import parzen_protocol
+from gmmn.files import prepare_folder, write_error
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +69,56 @@ def evaluate_run(run: Any, splits: Splits, *, out_dir: pathlib.Path | str,
                  cache_dir: pathlib.Path | str | None = None,
                  progress: StageProgress | None = None) -> dict:
     """Compute the chosen metrics and figures; write report.json and report.md in out_dir."""
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    final = pathlib.Path(out_dir)
+    prepare_folder(final, what="the report folder")
+    for stale in final.glob(_TMP_PREFIX + "*"):  # left by an evaluation that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    out = pathlib.Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=final))
+    try:
+        report = _evaluate(run, splits, out, metrics_to_run=metrics_to_run,
+                           n_samples=n_samples, seed=seed, parzen_variant=parzen_variant,
+                           metrics_file=metrics_file, cache_dir=cache_dir, progress=progress)
+        _commit(out, final)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return report
+
+
+_TMP_PREFIX = ".evaluating-"
+_REPORTS = ("report.json", "report.md")
+
+
+def _commit(tmp: pathlib.Path, final: pathlib.Path) -> None:
+    """Move what ``tmp`` holds into ``final``: old reports out, figures in, reports last."""
+    try:
+        for name in _REPORTS:
+            (final / name).unlink(missing_ok=True)
+        for f in sorted(tmp.iterdir(), key=lambda f: f.name in _REPORTS):
+            os.replace(f, final / f.name)
+    except OSError as exc:
+        raise write_error(exc, final / "report.json") from exc
+
+
+def run_status(run: Any) -> dict | None:
+    """``done``, ``stage`` and ``iteration`` of a run loaded from a checkpoint (None when the
+    object does not say, e.g. a test's fake run)."""
+    inner = getattr(run, "run", run)  # Reconstructions wrap a Run
+    done = getattr(inner, "done", None)
+    if done is None:
+        return None
+    return {"done": bool(done), "stage": getattr(inner, "stage", None),
+            "iteration": int(getattr(inner, "iteration", 0) or 0)}
+
+
+def _evaluate(run: Any, splits: Splits, out: pathlib.Path, *, metrics_to_run, n_samples,
+              seed, parzen_variant, metrics_file, cache_dir, progress) -> dict:
     chosen = parse_metrics(metrics_to_run)
     shape = splits.image_shape
     report: dict[str, Any] = {"dataset": splits.name, "n_samples": n_samples, "seed": seed,
                               "metrics": list(chosen), "figures": {}}
+    status = run_status(run)
+    if status is not None:
+        report["run"] = status
     # Seeds 0/1 (offset by `seed`) are the Parzen protocol's; other metrics use seed + 2.
     samples = torch.as_tensor(run.sample(min(n_samples, splits.test.shape[0]), seed=seed + 2))
     samples = samples.detach().reshape(samples.shape[0], -1).float().cpu()
@@ -106,8 +160,11 @@ def evaluate_run(run: Any, splits: Splits, *, out_dir: pathlib.Path | str,
     if _NEEDS_CLASSIFIER & set(chosen):
         _classifier_metrics(report, chosen, samples, real, train_ref, splits, seed=seed,
                             cache_dir=cache_dir, progress=_stage(progress, "classifier"))
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
-    (out / "report.md").write_text(render_markdown(report))
+    try:
+        (out / "report.md").write_text(render_markdown(report))
+        (out / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    except OSError as exc:
+        raise write_error(exc, out / "report.json") from exc
     return report
 
 
@@ -183,8 +240,13 @@ def render_markdown(report: dict) -> str:
         pr, r = report["precision-recall"], report["precision-recall"]["reference"]
         rows.append(("precision / recall (k=3)", f"{pr['precision']:.3f} / {pr['recall']:.3f}",
                      f"{r['precision']:.3f} / {r['recall']:.3f}"))
-    lines = [f"# Evaluation: {report['dataset']}", "",
-             "Reference = the same procedure with real training images in place of samples.", "",
+    lines = [f"# Evaluation: {report['dataset']}", ""]
+    status = report.get("run")
+    if status is not None and not status["done"]:
+        lines += [f"**Unfinished run**: its checkpoint stops in stage {status['stage']} at "
+                  f"iteration {status['iteration']}; these numbers describe a half-trained "
+                  f"model.", ""]
+    lines += ["Reference = the same procedure with real training images in place of samples.", "",
              "| metric | model | real-data reference |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     if "classifier" in report:

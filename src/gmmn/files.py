@@ -1,0 +1,146 @@
+"""Writing files so that no fault leaves half of one behind, and the run folder's lock.
+
+Every file the package writes for a user (checkpoints, samples, reports, figures) goes
+through :func:`atomic_write`: a temporary file in the destination's folder, fsync, then
+``os.replace``. A crash at any moment (SIGKILL, a full disk) leaves the old file or the new
+one, never a truncated mix; the temporary file is removed on errors, and
+:func:`remove_stale_temps` sweeps the ones a SIGKILL left. Operating-system errors become one
+:class:`gmmn.errors.OutputError` sentence naming the path (:func:`write_error`).
+
+:class:`RunLock` is an advisory ``flock`` on ``.lock`` in a run folder: a second ``gmmn
+train --out`` on the same folder refuses instead of interleaving its files with the first.
+The kernel drops the lock when its process ends, however it ends, so a killed run never
+leaves the folder locked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from gmmn.errors import CheckpointError, OutputError
+
+log = logging.getLogger(__name__)
+
+TEMP_SUFFIX = ".tmp"
+LOCK_NAME = ".lock"
+
+
+def write_error(exc: OSError, path: str | os.PathLike) -> OutputError:
+    """One sentence for an OSError met while writing ``path``."""
+    path = Path(path)
+    where = path.parent if str(path.parent) else Path(".")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(f"no space left on {where} while writing {path.name}; free some "
+                           f"space and run again (the previous {path.name}, if any, is intact)")
+    if exc.errno == errno.ENOENT:
+        return OutputError(f"cannot write {path}: the folder {where} does not exist; "
+                           f"create it first")
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return OutputError(f"cannot write {path}: {where} is not a folder; choose another path")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"cannot write {path}: no permission to write in {where}; choose "
+                           f"a folder you can write")
+    return OutputError(f"cannot write {path} ({exc.strerror or exc})")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(f)`` on a temporary file beside ``path``, fsync, and rename it to ``path``.
+
+    Raises :class:`OutputError` for disk-full, permission and missing-folder errors.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder; name a file")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=TEMP_SUFFIX,
+                                   dir=path.parent if str(path.parent) else ".")
+    except OSError as exc:
+        raise write_error(exc, path) from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise write_error(exc, path) from exc
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temps(folder: Path, name: str) -> list[Path]:
+    """Delete ``name.*.tmp`` files in ``folder``: leftovers of writes a SIGKILL cut short.
+
+    Call it only while holding the folder's :class:`RunLock` (no writer is then running).
+    """
+    removed = []
+    for p in folder.glob(f"{name}.*{TEMP_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+            removed.append(p)
+    if removed:
+        log.info("removed %d unfinished temporary file(s) of %s in %s", len(removed), name,
+                 folder)
+    return removed
+
+
+def prepare_folder(folder: Path, *, what: str = "--out") -> None:
+    """Create ``folder`` (and its parents), or explain in one line why it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise OutputError(f"{what} {folder} is a file, not a folder; choose a folder path") \
+            from exc
+    except OSError as exc:
+        raise write_error(exc, folder / "x") from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} {folder}: no permission to write in it; choose a folder "
+                          f"you can write")
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on ``folder/.lock``, held until :meth:`release`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK_NAME
+        self.fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows has no flock; run unlocked
+            log.warning("no file locking on this platform: do not start two runs in %s",
+                        folder)
+            return
+        try:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise write_error(exc, self.path) from exc
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            owner = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            self.fd = None
+            raise CheckpointError(f"{folder} is in use by another gmmn process (pid {owner}); "
+                                  f"wait for it to end or choose another --out") from exc
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
