@@ -10,7 +10,12 @@ import json
 import logging
 import math
 import os
+import pathlib
+import random
 import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -35,6 +40,7 @@ from gmmn.files import RunLock
 from gmmn.presets import get_preset
 from gmmn.runner import train
 
+SRC = pathlib.Path(__file__).resolve().parents[1] / "src"
 TINY = {"iterations": 12, "hidden": (16,), "sample_batch_size": 32, "data_batch_size": 32,
         "checkpoint_every": 0, "log_every": 2, "sample_every": 0}
 TINY_FLAGS = ["--iterations", "12", "--hidden", "16", "--sample-batch-size", "32",
@@ -488,3 +494,94 @@ def test_config_fields_missing_from_an_old_checkpoint_get_one_warning(caplog):
     assert cfg.ae_clip == TrainConfig().ae_clip
     [record] = caplog.records
     assert "old.pt has no ae_clip, gan_min_lr" in record.getMessage()
+
+
+# --- slow: real processes, real signals (pytest -m slow; CI runs them, see .ci/run) -----------
+
+SLOW_FLAGS = ["--preset", "digits-gmmn", "--iterations", "600", "--hidden", "16",
+              "--sample-batch-size", "32", "--data-batch-size", "32", "--log-every", "10",
+              "--sample-every", "0", "--late-from", "200", "--no-progress"]
+SLOW_CFG = {"iterations": 600, "hidden": (16,), "sample_batch_size": 32, "data_batch_size": 32,
+            "log_every": 10, "sample_every": 0, "late_from": 200}
+
+
+def _start(out, *extra):
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    return subprocess.Popen([sys.executable, "-m", "gmmn", "train", "--out", str(out),
+                             *SLOW_FLAGS, *extra], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(predicate, proc, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def _logged(out) -> int:
+    path = out / "metrics.jsonl"
+    return len(path.read_bytes().splitlines()) if path.exists() else 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signalled_cli_run_saves_exits_and_resumes_bit_identical(tmp_path, sig):
+    out = tmp_path / "cut"
+    proc = _start(out, "--checkpoint-every", "0")  # nothing but the signal checkpoints
+    _wait_for(lambda: _logged(out) >= 3, proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    assert f"stopped by {sig.name}" in err and "Traceback" not in err
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert 30 <= state["iteration"] < 600 and not state["done"]
+    resumed = _start(out, "--checkpoint-every", "0", "--resume")
+    assert resumed.wait(timeout=300) == 0, resumed.communicate()
+    cfg = _cfg(**SLOW_CFG)
+    train(cfg, out_dir=tmp_path / "whole")
+    _same_run(tmp_path / "whole", out)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_nothing_and_leaves_no_temp_files(tmp_path):
+    out = tmp_path / "killed"
+    rng = random.Random(0)
+    kills = 0
+    for _ in range(6):  # checkpoints every iteration: many kills land inside a write
+        proc = _start(out, "--checkpoint-every", "1", *(["--resume"] if kills else []))
+        _wait_for(lambda: (out / "checkpoint.pt").exists(), proc)
+        time.sleep(rng.uniform(0.05, 0.6))
+        if proc.poll() is not None:
+            break
+        proc.kill()
+        proc.wait()
+        kills += 1
+        load_checkpoint(out / "checkpoint.pt")  # always a whole file
+    last = _start(out, "--checkpoint-every", "1", *(["--resume"] if kills else []))
+    assert last.wait(timeout=300) == 0, last.communicate()
+    assert kills >= 3 and not list(out.glob("*.tmp"))
+    train(_cfg(**SLOW_CFG, checkpoint_every=1), out_dir=tmp_path / "whole")
+    _same_run(tmp_path / "whole", out)
+
+
+@pytest.mark.slow
+def test_two_cli_runs_on_one_folder_the_second_refuses(tmp_path):
+    out = tmp_path / "run"
+    first = _start(out, "--checkpoint-every", "50", "--iterations", "1000000")
+    try:
+        _wait_for(lambda: (out / "checkpoint.pt").exists(), first)
+        # --resume: without the lock it would train in the same folder at the same time.
+        second = _start(out, "--checkpoint-every", "50", "--resume")
+        _, err = second.communicate(timeout=120)
+        assert first.poll() is None, "the first run must still be training"
+    finally:
+        first.terminate()
+        first.communicate(timeout=120)
+    assert second.returncode == 2 and f"in use by another gmmn process (pid {first.pid})" \
+        in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert first.returncode == 128 + signal.SIGTERM
+    iterations = [r["iteration"] for r in _rows(out / "metrics.jsonl")]
+    assert iterations == list(range(10, iterations[-1] + 1, 10))  # one writer, in order
