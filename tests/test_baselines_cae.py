@@ -56,17 +56,22 @@ def test_loss_is_reconstruction_plus_weighted_penalty():
     torch.testing.assert_close(cae_loss(cae, x, contraction=0.3), want, rtol=1e-10, atol=1e-12)
 
 
-def test_chain_step_is_decoded_code_moved_along_the_jacobian():
+def test_chain_step_moves_the_code_by_j_jt_alpha_or_j_eps():
     cae, x = layer(True), inputs()
-    g = torch.Generator().manual_seed(5)
-    eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    got = cae_step(cae, x, noise_std=0.7, generator=g)
+    alpha = torch.randn(6, 5, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    eps = torch.randn(6, 7, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    hidden = cae_step(cae, x, noise_std=0.7, generator=torch.Generator().manual_seed(5))
+    inp = cae_step(cae, x, noise_std=0.7, noise="input",
+                   generator=torch.Generator().manual_seed(5))
     for i, row in enumerate(x):
-        J = jacobian(cae.encode, row)
-        want = cae.decode((cae.encode(row) + J @ (0.7 * eps[i]))[None])[0]
-        torch.testing.assert_close(got[i], want, rtol=1e-12, atol=1e-14)
+        J = jacobian(cae.encode, row)  # (H, D)
+        h = cae.encode(row)
+        want = cae.decode((h + J @ J.T @ (0.7 * alpha[i]))[None])[0]
+        torch.testing.assert_close(hidden[i], want, rtol=1e-12, atol=1e-14)
+        want = cae.decode((h + J @ (0.7 * eps[i]))[None])[0]
+        torch.testing.assert_close(inp[i], want, rtol=1e-12, atol=1e-14)
     # without noise the chain is the deterministic map g(f(x))
-    still = cae_step(cae, x, noise_std=0.0, generator=g)
+    still = cae_step(cae, x, noise_std=0.0, generator=torch.Generator())
     torch.testing.assert_close(still, cae.decode(cae.encode(x)))
 
 
@@ -97,3 +102,5 @@ def test_bad_arguments_are_refused():
         stack.sample(3, init=torch.zeros(2, 6), noise_std=-1.0, generator=None)
     with pytest.raises(ConfigError):
         StackedCAE([6])
+    with pytest.raises(ConfigError):
+        stack.sample(3, init=torch.zeros(2, 6), noise="pixel", generator=None)

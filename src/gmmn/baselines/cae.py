@@ -9,10 +9,16 @@ One layer, input x (D), code h (H), weights W (D, H):
     ||J(x)||_F^2 = sum_j (h_j (1 - h_j))^2 sum_i W_ij^2                  (closed form)
     loss = mean_n [ BCE(r_n, x_n) summed over inputs + lambda ||J(x_n)||_F^2 ]
 
-Sampling chain (one transition): h = f(x_t); eps ~ N(0, sigma^2 I_D); x_{t+1} = g(h + J(x_t) eps).
-The move in code space has covariance sigma^2 J J^T: large along the directions the CAE
-leaves uncontracted (its estimate of the manifold's tangents), small elsewhere. J eps is
-computed as h(1-h) * (eps W), without forming J.
+Sampling chain (one transition), as the authors' numpy CAE does it (``cae.py`` by Dauphin &
+Rifai, 2012, method ``sample``; read in the copy github.com/gyom/cae.py):
+
+    h = f(x_t);  alpha ~ N(0, sigma^2 I_H);  x_{t+1} = g(h + J(x_t) J(x_t)^T alpha)
+
+so the move in code space has covariance sigma^2 (J J^T)^2: large along the directions the
+CAE leaves uncontracted (its estimate of the manifold's tangents), small elsewhere.
+``noise="input"`` gives the other reading, g(h + J eps) with eps ~ N(0, sigma^2 I_D) in
+input space (covariance sigma^2 J J^T); see docs/baselines.md. Neither forms J: with
+s = h(1-h), J^T a = (s * a) W^T and J e = s * (e W).
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ from gmmn.errors import ConfigError
 class CAE(nn.Module):
     """One sigmoid contractive autoencoder layer, ``n_in`` -> ``n_hidden`` -> ``n_in``.
 
-    Weights U(-a, a) with a = 4 sqrt(6 / (n_in + n_hidden)), the sigmoid form of Glorot &
-    Bengio 2010 used by the Montreal autoencoder code of the time; biases 0.
+    Weights U(-a, a) with a = 4 sqrt(6 / (n_in + n_hidden)), biases 0, tied decoder: as in
+    the authors' ``cae.py`` (``CAE.fit``).
     """
 
     def __init__(self, n_in: int, n_hidden: int, *, tied: bool = True,
@@ -64,6 +70,12 @@ class CAE(nn.Module):
         h = self.encode(x)
         return h * (1 - h) * (eps @ self.weight)
 
+    def jjt_times(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        """J(x) J(x)^T alpha per row for alpha of shape (N, H), shape (N, H)."""
+        s = self.encode(x)
+        s = s * (1 - s)
+        return s * (((s * alpha) @ self.weight.T) @ self.weight)
+
 
 def cae_loss(cae: CAE, x: torch.Tensor, *, contraction: float,
              target: torch.Tensor | None = None) -> torch.Tensor:
@@ -77,12 +89,24 @@ def cae_loss(cae: CAE, x: torch.Tensor, *, contraction: float,
     return (bce.sum(1) + contraction * cae.jacobian_norm2(x, h)).mean()
 
 
-def cae_step(cae: CAE, x: torch.Tensor, *, noise_std: float,
+NOISE_SPACES = ("hidden", "input")
+
+
+def cae_step(cae: CAE, x: torch.Tensor, *, noise_std: float, noise: str = "hidden",
              generator: torch.Generator | None) -> torch.Tensor:
-    """One transition of the CAE chain: g(f(x) + J(x) eps), eps ~ N(0, noise_std^2 I)."""
+    """One transition of the CAE chain (module docstring).
+
+    ``noise="hidden"``: g(f(x) + J J^T alpha), alpha ~ N(0, noise_std^2 I_H) (released code);
+    ``noise="input"``: g(f(x) + J eps), eps ~ N(0, noise_std^2 I_D).
+    """
+    if noise not in NOISE_SPACES:
+        raise ConfigError(f"noise must be one of {NOISE_SPACES}; got {noise!r}.")
+    shape = (x.shape[0], cae.weight.shape[1]) if noise == "hidden" else x.shape
     device = generator.device if generator is not None else x.device
-    eps = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
-    return cae.decode(cae.encode(x) + cae.jacobian_times(x, noise_std * eps))
+    z = torch.randn(shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+    move = cae.jjt_times(x, noise_std * z) if noise == "hidden" else cae.jacobian_times(
+        x, noise_std * z)
+    return cae.decode(cae.encode(x) + move)
 
 
 class StackedCAE(nn.Module):
@@ -114,13 +138,15 @@ class StackedCAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n_samples: int, *, init: torch.Tensor, noise_std: float = 1.0,
-               burn_in: int = 0, thin: int = 1, level: int | None = None,
-               generator: torch.Generator | None) -> torch.Tensor:
+               noise: str = "hidden", burn_in: int = 0, thin: int = 1,
+               level: int | None = None, generator: torch.Generator | None) -> torch.Tensor:
         """Run the CAE chain of layer ``level`` (default: the top) in its input space from
         the up-pass of ``init`` (chains, n_in) and decode every kept state to pixels.
 
-        ``noise_std`` is sigma of the chain; its default is a choice, not a source value
-        (docs/baselines.md), and is meant to be picked on validation data.
+        ``noise_std`` (sigma) defaults to 1, the released ``sample(x, sigma=1)``; the value
+        behind the paper's Parzen number is not known (docs/baselines.md), so it is meant to
+        be picked on validation data. ``burn_in`` / ``thin`` as in
+        :mod:`gmmn.baselines.chain`; the rows of ``init`` are the chains.
         """
         level = len(self.layers) - 1 if level is None else level
         if init.dim() != 2 or init.shape[1] != self.sizes[0]:
@@ -132,7 +158,7 @@ class StackedCAE(nn.Module):
         layer = self.layers[level]
 
         def step(x):
-            return cae_step(layer, x, noise_std=noise_std, generator=generator)
+            return cae_step(layer, x, noise_std=noise_std, noise=noise, generator=generator)
 
         return run_chain(step, self.up(init, level), lambda x: self.down(x, level), n_samples,
                          settings)
