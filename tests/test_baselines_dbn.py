@@ -83,11 +83,11 @@ def test_cd1_training_raises_the_exact_likelihood():
     data = (protos.repeat(200, 1) - flips.double()).abs()
     before = rbm.log_prob(data).mean().item()
     opt = torch.optim.SGD(rbm.parameters(), lr=0.5)
-    for _ in range(300):
+    for _ in range(200):
         batch = data[torch.randint(0, 400, (50,), generator=g)]
         opt.zero_grad()
         cd_loss(rbm, batch, cd_negatives(rbm, batch, k=1, generator=g)).backward()
         opt.step()
     after = rbm.log_prob(data).mean().item()
     # uniform model: -6 log 2 = -4.16; the data entropy (two modes, 5% flips) is 1.88 nats
-    assert before < -4.0 and after > -2.4, (before, after)  # measured after: -2.05
+    assert before < -4.0 and after > -2.4, (before, after)  # measured after: -2.04
