@@ -236,6 +236,16 @@ def _train(cfg: TrainConfig, out: Path | None, state: dict | None, splits, callb
                     "diverge; consider --lr 0.1", cfg.lr)
     train_x = splits.train.to(device=device, dtype=torch.float32)
     logger = _RunLogger(out if hooks.main else None, cfg, state, splits.image_shape, info)
+    try:
+        ckpt = _run_stages(cfg, out, state, model, train_x, info, logger, callback, hooks, stop)
+    finally:
+        logger.close()  # also when training stops on an error or a signal
+    return TrainResult(model, cfg, info, ckpt)
+
+
+def _run_stages(cfg, out, state, model, train_x, info, logger, callback, hooks,
+                stop: _StopOnSignal) -> dict | None:
+    """The stages from the checkpoint's (or the first) on; the last checkpoint written."""
     names = stage_names(cfg)
     first, start = 0, 0
     if state is not None:
@@ -281,8 +291,7 @@ def _train(cfg: TrainConfig, out: Path | None, state: dict | None, splits, callb
             logger.grid(stage, "samples.png")
         if stop.signum is not None and index + 1 < len(names):
             raise stop.interrupted(out, f"the end of stage {stage.name}")
-    logger.close()
-    return TrainResult(model, cfg, info, ckpt)
+    return ckpt
 
 
 class _StopOnSignal:
