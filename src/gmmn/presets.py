@@ -61,6 +61,19 @@ MNIST_GMMN_AE = replace(
     ae_eval_every=100,  # released code: training loss every 100 iterations, keep the best
 )
 
+# Beyond the paper: the faithful GMMN+AE with what the autoencoder ablations found. GMMN+AE's
+# samples sit at the ceiling of their autoencoder (`gmmn evaluate --reconstructions`,
+# docs/RESULTS.md): the code-space GMMN matches the codes closely, and the decoder's smooth
+# reconstructions are what lose detail. On MNIST, 10000 fine-tuning steps instead of 3000 lower
+# the reconstructions' Frechet distance from 4.55 to 1.75 and lift their recall from 0.68 to
+# 0.74 (on Fashion-MNIST the best training loss stopped improving near 7400 steps). The GMMN
+# stage is the faithful one, so the two presets differ in one setting.
+MNIST_GMMN_AE_PLUS = replace(
+    MNIST_GMMN_AE,
+    preset="mnist-gmmn-ae-plus",
+    finetune_iterations=10000,  # 3.3x the released code's 3000 (see above)
+)
+
 TFD_GMMN = replace(
     MNIST_GMMN,
     preset="tfd-gmmn",
@@ -175,9 +188,9 @@ DIGITS_GAN = replace(
 )
 
 PRESETS: dict[str, TrainConfig] = {
-    c.preset: c for c in (MNIST_GMMN, MNIST_GMMN_AE, TFD_GMMN, TFD_GMMN_AE, FASHION_MNIST_GMMN,
-                          FASHION_MNIST_GMMN_AE, DIGITS_GMMN, DIGITS_GMMN_AE, MNIST_GAN,
-                          FASHION_MNIST_GAN, DIGITS_GAN)
+    c.preset: c for c in (MNIST_GMMN, MNIST_GMMN_AE, MNIST_GMMN_AE_PLUS, TFD_GMMN, TFD_GMMN_AE,
+                          FASHION_MNIST_GMMN, FASHION_MNIST_GMMN_AE, DIGITS_GMMN, DIGITS_GMMN_AE,
+                          MNIST_GAN, FASHION_MNIST_GAN, DIGITS_GAN)
 }
 
 
