@@ -215,8 +215,10 @@ def test_start_and_resume_remove_temp_files_of_killed_writes(tmp_path):
     _interrupted_run(out, _cfg(checkpoint_every=3))
     assert not list(out.glob("*.tmp"))
     (out / "checkpoint.pt.d4e5f6.tmp").write_bytes(b"x" * 1000)
+    (out / "samples-gmmn.png.g7h8i9.tmp").write_bytes(b"x" * 10)
+    (out / "notes.tmp").write_text("the user's own file")
     train(_cfg(checkpoint_every=3), out_dir=out, resume=True)
-    assert not list(out.glob("*.tmp"))
+    assert [p.name for p in out.glob("*.tmp")] == ["notes.tmp"]
 
 
 # --- row 9: metrics.jsonl deleted before a resume --------------------------------------------
@@ -266,6 +268,28 @@ def test_a_full_disk_during_sampling_leaves_no_file(tiny_run, tmp_path, monkeypa
     assert code == 2
     _one_line_error(capsys, f"no space left on {tmp_path}")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_while_logging_metrics_is_one_error(tmp_path, monkeypatch):
+    import gmmn.runner as runner
+
+    class Full:  # metrics.jsonl on a disk that fills up after the first line
+        def __init__(self, f):
+            self.f, self.lines = f, 0
+
+        def write(self, data):
+            self.lines += 1
+            if self.lines > 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(runner, "open", lambda *a, **kw: Full(open(*a, **kw)), raising=False)
+    out = tmp_path / "run"
+    with pytest.raises(OutputError, match=f"no space left on {out} while writing metrics.jsonl"):
+        train(_cfg(), out_dir=out)
 
 
 # --- row 6 (training half): divergence is named as such ---------------------------------------

@@ -77,19 +77,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         raise
 
 
-def remove_stale_temps(folder: Path, name: str) -> list[Path]:
-    """Delete ``name.*.tmp`` files in ``folder``: leftovers of writes a SIGKILL cut short.
+def remove_stale_temps(folder: Path, names: tuple[str, ...]) -> list[Path]:
+    """Delete ``NAME.*.tmp`` files in ``folder`` for each glob ``NAME`` of ``names``: the
+    temporary files of :func:`atomic_write` calls that a SIGKILL cut short.
 
     Call it only while holding the folder's :class:`RunLock` (no writer is then running).
     """
     removed = []
-    for p in folder.glob(f"{name}.*{TEMP_SUFFIX}"):
-        with contextlib.suppress(FileNotFoundError):
-            p.unlink()
-            removed.append(p)
+    for name in names:
+        for p in folder.glob(f"{name}.*{TEMP_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed.append(p)
     if removed:
-        log.info("removed %d unfinished temporary file(s) of %s in %s", len(removed), name,
-                 folder)
+        log.info("removed %d unfinished temporary file(s) in %s", len(removed), folder)
     return removed
 
 

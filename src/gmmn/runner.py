@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 # Fields a resumed run may change: they affect bookkeeping, not the numbers computed.
 RESUMABLE_OVERRIDES = ("device", "checkpoint_every", "log_every", "sample_every", "data_dir")
 GRID_SAMPLES = 100
+# The files of a run folder written by gmmn.files.atomic_write (globs).
+RUN_FILES = (CHECKPOINT_NAME, "config.json", "samples*.png")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -208,7 +210,7 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool =
         if out is not None:
             prepare_folder(out)
             lock = RunLock(out)  # held until train() returns, however it returns
-            remove_stale_temps(out, CHECKPOINT_NAME)
+            remove_stale_temps(out, RUN_FILES)
         return _existing_state(out, cfg, resume)
 
     # Data-parallel: worker 0 reads the run directory (only it needs the files).
