@@ -307,9 +307,21 @@ def test_divergence_names_the_iteration_and_lr_not_the_data(tmp_path, capsys):
 
 # --- row 10: a data batch larger than the data ------------------------------------------------
 
-def test_a_data_batch_larger_than_the_training_split_is_refused_at_once():
-    with pytest.raises(ConfigError, match="--data-batch-size 100000 exceeds the 1437 training"):
-        train(_cfg(data_batch_size=100000))
+def test_a_data_batch_larger_than_the_training_split_is_capped_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="gmmn.runner"):
+        result = train(_cfg(iterations=2, data_batch_size=100000))
+    assert any("--data-batch-size 100000 exceeds the 1437 training rows" in r.getMessage()
+               for r in caplog.records)
+    assert result.checkpoint["done"]
+
+
+def test_the_batch_sampler_never_draws_more_rows_than_the_data_holds():
+    from gmmn.stages import BatchSampler
+
+    data = torch.arange(7.0)[:, None]
+    sampler = BatchSampler(data, 100000, torch.Generator().manual_seed(0))
+    batch = sampler.next()
+    assert sorted(batch[:, 0].tolist()) == list(range(7))
 
 
 # --- row 2: sizes that cannot fit --------------------------------------------------------------

@@ -119,14 +119,14 @@ def _check_same_data(out: Path | None, stored: dict, info: dict, cfg: TrainConfi
 
 
 def _check_fits_data(cfg: TrainConfig, info: dict, splits, device: torch.device) -> None:
-    """Refuse batch sizes the data or the memory cannot serve, before any training."""
+    """Warn about batches the data caps, refuse what memory cannot serve, before training."""
     n = len(splits.train)
     for name in ("data_batch_size", "ae_batch_size"):
         if name == "ae_batch_size" and not cfg.autoencoder:
             continue
-        if getattr(cfg, name) > n:
-            raise ConfigError(f"--{name.replace('_', '-')} {getattr(cfg, name)} exceeds the "
-                              f"{n} training rows of {cfg.dataset}; use at most {n}")
+        if getattr(cfg, name) > n:  # stages.BatchSampler caps it
+            log.warning("--%s %d exceeds the %d training rows of %s: each batch holds all %d "
+                        "rows", name.replace("_", "-"), getattr(cfg, name), n, cfg.dataset, n)
     if cfg.output == "sigmoid" and not cfg.autoencoder and not info["unit_interval"]:
         fp = info["fingerprint"]
         raise ConfigError(f"--output sigmoid keeps samples in [0, 1] but {cfg.dataset} holds "
@@ -135,7 +135,7 @@ def _check_fits_data(cfg: TrainConfig, info: dict, splits, device: torch.device)
     # A lower bound of one step: the pooled (B + M)^2 float32 kernel matrix and the
     # generator's widest layer for B samples.
     b = cfg.sample_batch_size
-    m = cfg.data_batch_size
+    m = min(cfg.data_batch_size, n)
     widest = max((*cfg.hidden, info["dim"]))
     check_fits(4.0 * ((b + m) ** 2 + b * widest), device=device,
                what=f"a step with --sample-batch-size {b} and --data-batch-size {m}",

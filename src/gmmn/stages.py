@@ -75,7 +75,9 @@ class BatchSampler:
 
     def __init__(self, data: torch.Tensor, batch_size: int, generator: torch.Generator) -> None:
         self.data = data
-        self.batch_size = batch_size
+        # A batch larger than the data would hold each row many times over: the same
+        # statistics at many times the cost. Capped at the data (the runner warns).
+        self.batch_size = min(batch_size, len(data))
         self.generator = generator
         self.order = torch.randperm(len(data), generator=generator)
         self.pos = 0
