@@ -223,7 +223,9 @@ class GMMN:
         if "lr" not in self.overrides and not self.autoencoder and not splits.unit_interval:
             fields["lr"] = LINEAR_OUTPUT_LR
         n = len(splits.train)
-        for batch in ("data_batch_size", "ae_batch_size"):  # a preset's batch on a small X
+        # A preset's batch on a smaller X: all of X, said in the config (the batch sampler
+        # would cap it too, but with a warning meant for a flag the user chose).
+        for batch in ("data_batch_size", "ae_batch_size"):
             if batch not in self.overrides and getattr(base, batch) > n:
                 fields[batch] = n
         if isinstance(self.sigmas, str) and self.sigmas == "median":
