@@ -527,9 +527,23 @@ def test_config_fields_missing_from_an_old_checkpoint_get_one_warning(caplog):
     del data["gan_min_lr"], data["ae_clip"]
     with caplog.at_level(logging.WARNING, logger="gmmn.config"):
         cfg = TrainConfig.from_dict(data, source="old.pt")
+        TrainConfig.from_dict(data, source="old.pt")  # read again: no second line
     assert cfg.ae_clip == TrainConfig().ae_clip
     [record] = caplog.records
     assert "old.pt has no ae_clip, gan_min_lr" in record.getMessage()
+
+
+def test_resuming_an_old_checkpoint_warns_once(tmp_path, cli):
+    out = tmp_path / "run"
+    _interrupted_run(out, _cfg(checkpoint_every=3))
+    state = load_checkpoint(out / "checkpoint.pt")
+    config = json.loads(state["config"])
+    del config["gan_min_lr"]
+    state["config"] = json.dumps(config)
+    save_checkpoint(state, out / "checkpoint.pt")
+    done = cli("train", "--out", str(out), "--resume", "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("has no gan_min_lr") == 1, done.stderr
 
 
 # --- slow: real processes, real signals (pytest -m slow; CI runs them, see .ci/run) -----------

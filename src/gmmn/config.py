@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 from gmmn.errors import ConfigError
 
 log = logging.getLogger(__name__)
+_WARNED: set[tuple[str | None, tuple[str, ...]]] = set()  # see TrainConfig.from_dict
 
 DEVICES = ("auto", "cpu", "cuda")
 OUTPUTS = ("auto", "sigmoid", "linear")
@@ -133,7 +134,9 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; was the run made by a newer gmmn?")
         missing = [f.name for f in fields(cls) if f.name not in data]
-        if missing:
+        # Once per file and process: a resume reads the same checkpoint twice (CLI, runner).
+        if missing and (source, tuple(missing)) not in _WARNED:
+            _WARNED.add((source, tuple(missing)))
             log.warning("%s has no %s (made by an older gmmn); using today's defaults for "
                         "them", source or "the stored config", ", ".join(missing))
         return cls(**{k: _coerce(v, _hints()[k]) for k, v in data.items()})
