@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-faults lint bench
+.PHONY: setup demo test test-slow lint bench
 
 # The CPU build of torch lies on this machine's disk; GPU users install their own torch first.
 $(BIN)/gmmn: pyproject.toml
@@ -27,8 +27,10 @@ test: setup
 
 # The long fault tests (real signals, SIGKILL loops, two runs on one folder), kept out of the
 # quick default run; CI runs them after `make test` (docs/reliability.md).
-test-faults: setup
-	$(BIN)/python -m pytest -m slow tests/test_reliability.py
+# The slow tier: signal and kill-loop fault tests, end-to-end preset runs, fresh-interpreter
+# memory checks. CI runs both tiers.
+test-slow: setup
+	$(BIN)/python -m pytest -m slow
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
