@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -217,3 +218,26 @@ def test_bad_memory_budget():
     x, y = draw(10, 10, 0.4, 5)
     with pytest.raises(MMDError, match="memory_budget=0"):
         two_sample_test(x, y, memory_budget=0)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x, y: mmd2(x, y, sigmas="abc"), "sigmas='abc' is not a number or a list"),
+    (lambda x, y: mmd2(x, y, sigmas=[1.0, "wide"]), "is not a number or a list of numbers"),
+    (lambda x, y: mmd2(x, y, sigmas=[1.0], weights="x"), "weights='x' is not a number"),
+    (lambda x, y: two_sample_test(x, y, permutations=2.5), "permutations=2.5 must be a whole"),
+    (lambda x, y: mmd2(torch.empty(4, 3, device="meta"), torch.empty(4, 3, device="meta"),
+                       sigmas=[1.0]), "x is a meta tensor"),
+])
+def test_bad_arguments_are_one_mmd_error_naming_them(call, message):
+    # Issue 13, row 20: before, these were a bare ValueError, TypeError or RuntimeError.
+    x, y = torch.rand(6, 3, generator=torch.Generator().manual_seed(0)), torch.rand(7, 3)
+    with pytest.raises(MMDError, match=re.escape(message)):
+        call(x, y)
+
+
+def test_numpy_integers_and_arrays_are_accepted():
+    x = torch.rand(8, 2, generator=torch.Generator().manual_seed(1))
+    y = torch.rand(8, 2, generator=torch.Generator().manual_seed(2))
+    a = two_sample_test(x, y, sigmas=np.array([1.0]), permutations=np.int64(20), seed=0)
+    b = two_sample_test(x, y, sigmas=[1.0], permutations=20, seed=0)
+    assert a.statistic == b.statistic and a.p_value == b.p_value

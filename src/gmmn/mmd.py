@@ -19,6 +19,7 @@ from the package.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,6 +93,9 @@ def _check_samples(x: Tensor, y: Tensor) -> None:
             raise MMDError(f"{name} has dtype {t.dtype}; convert it to float32 or float64")
         if t.shape[0] == 0:
             raise MMDError(f"{name} is empty (0 samples); pass at least one sample")
+        if t.device.type == "meta":
+            raise MMDError(f"{name} is a meta tensor (a shape without values); pass a tensor "
+                           "that holds data")
     if x.shape[1] != y.shape[1]:
         raise MMDError(f"x has {x.shape[1]} features but y has {y.shape[1]}; both sets need "
                        "the same number of columns")
@@ -105,13 +109,24 @@ def _check_samples(x: Tensor, y: Tensor) -> None:
             raise MMDError(f"{name} contains NaN or infinite values; clean or drop those rows")
 
 
+def _floats(name: str, values) -> tuple[float, ...]:
+    """A number or a sequence of numbers as floats; anything else one MMDError naming it."""
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        values = [values]
+    try:
+        if isinstance(values, (str, bytes)):
+            raise TypeError
+        return tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise MMDError(f"{name}={values!r} is not a number or a list of numbers; pass e.g. "
+                       f"{name}=[1.0, 2.0]") from None
+
+
 def _spec(kernel: str, sigmas: Sequence[float], weights: Sequence[float] | None,
           *, fast: bool = True) -> KernelSpec:
     if kernel not in KERNELS:
         raise MMDError(f"unknown kernel {kernel!r}; choose one of {sorted(KERNELS)}")
-    if isinstance(sigmas, (int, float)):
-        sigmas = [sigmas]
-    sig = tuple(float(s) for s in sigmas)
+    sig = _floats("sigmas", sigmas)
     if not sig:
         raise MMDError("sigmas is empty; pass at least one kernel scale (a standard deviation)")
     if not all(math.isfinite(s) and s > 0 for s in sig):
@@ -120,7 +135,7 @@ def _spec(kernel: str, sigmas: Sequence[float], weights: Sequence[float] | None,
         raise MMDError(f"sigmas {list(sig)} lie outside [{_SIGMA_RANGE[0]:g}, "
                        f"{_SIGMA_RANGE[1]:g}], where 1/(2 sigma^2) cannot be represented; "
                        "rescale the data and the sigmas together")
-    wts = (1.0,) * len(sig) if weights is None else tuple(float(w) for w in weights)
+    wts = (1.0,) * len(sig) if weights is None else _floats("weights", weights)
     if len(wts) != len(sig):
         raise MMDError(f"weights has {len(wts)} entries but sigmas has {len(sig)}; "
                        "give one weight per scale")
@@ -346,6 +361,8 @@ def two_sample_test(x: Tensor, y: Tensor, *, sigmas: Sequence[float] | None = No
     median heuristic.
     """
     _check_samples(x, y)
+    if isinstance(permutations, bool) or not isinstance(permutations, numbers.Integral):
+        raise MMDError(f"permutations={permutations!r} must be a whole number (e.g. 1000)")
     if permutations < 1:
         raise MMDError(f"permutations={permutations} must be >= 1 (e.g. 1000)")
     if estimator not in ESTIMATORS:
