@@ -160,6 +160,7 @@ def _rows(run) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # launches torchrun with two workers: ~9 s
 def test_distributed_cli_under_torchrun_writes_once_and_resumes(tmp_path):
     fresh = tmp_path / "fresh"
     done = _torchrun(*FLAGS, "--out", str(fresh))

@@ -33,6 +33,7 @@ def quiet_env(tmp_path, monkeypatch):
     torch.set_num_threads(threads)
 
 
+@pytest.mark.slow  # the whole quick reproduce, twice: ~40 s
 def test_quick_digits_table_and_rerun(quiet_env, cli):
     out = quiet_env / "repro"
     res = cli("reproduce", "--dataset", "digits", "--quick", "--out", str(out), timeout=300)

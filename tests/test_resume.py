@@ -79,6 +79,7 @@ def test_resume_in_a_second_process_is_bit_identical(tmp_path):
     _assert_same_run(tmp_path / "whole", tmp_path / "broken")
 
 
+@pytest.mark.slow  # a subprocess killed mid-run, then resumed: ~11 s
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
     flags = ["--preset", "digits-gmmn", "--iterations", "1500", "--hidden", "16",
              "--sample-batch-size", "32", "--data-batch-size", "32", "--checkpoint-every",
