@@ -28,6 +28,7 @@ from pathlib import Path
 
 from gmmn.config import TrainConfig, package_versions
 from gmmn.errors import ConfigError
+from gmmn.files import atomic_write
 from gmmn.presets import PRESETS, get_preset
 
 log = logging.getLogger(__name__)
@@ -230,9 +231,8 @@ def reproduce(p: Plan, *, on_event: Event | None = None) -> dict:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    data = text.encode()
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _run(cfg: TrainConfig, splits, p: Plan, say: Event) -> dict:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import pickle
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import numpy as np
 from gmmn.data.idx import idx_bytes, sha256_hex
 from gmmn.data.mnist import SOURCES, IdxSource
 from gmmn.errors import DataError
+from gmmn.files import atomic_write
 
 # What numpy's ndarray.__reduce__ names, under the module paths of numpy 1.x and 2.x.
 _ALLOWED_GLOBALS = frozenset({
@@ -164,23 +163,7 @@ def import_mnist_pickle(path: str | Path, dest: str | Path, *,
                         "--data-dir or set GMMN_DATA") from exc
     written = []
     for filename, data in content.items():
-        written.append(_write_atomic(dest / filename, gzip.compress(data, mtime=0)))
+        packed = gzip.compress(data, mtime=0)
+        atomic_write(dest / filename, lambda f, packed=packed: f.write(packed))
+        written.append(dest / filename)
     return written
-
-
-def _write_atomic(target: Path, data: bytes) -> Path:
-    tmp_name = None
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
-                                        dir=target.parent)
-        with os.fdopen(fd, "wb") as tmp:
-            tmp.write(data)
-        os.replace(tmp_name, target)
-        tmp_name = None
-    except OSError as exc:
-        raise DataError(f"cannot write {target} ({exc.strerror or exc}); free space or "
-                        "choose another --data-dir") from exc
-    finally:
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
-    return target
