@@ -18,8 +18,8 @@ from gmmn.checkpoint import CHECKPOINT_NAME, checkpoint_config, load_checkpoint,
 from gmmn.config import TrainConfig
 from gmmn.data.splits import check_array, standardize
 from gmmn.errors import CheckpointError, ConfigError, DataError
-from gmmn.models import GenerativeModel, build_model
-from gmmn.runner import to_data_units, train
+from gmmn.models import GenerativeModel
+from gmmn.runner import build_run_model, to_data_units, train
 from gmmn.stages import median_distance
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ class Run:
     done: bool
     stage: str | None = None  # where an unfinished run's checkpoint stands
     iteration: int = 0
+    # Baselines: the training rows their chains start from (loaded on first use if None).
+    chain_rows: torch.Tensor | None = None
 
     @property
     def splits_name(self) -> str:
@@ -55,8 +57,42 @@ class Run:
         return None if shape is None else tuple(shape)
 
     @property
-    def prior_dim(self) -> int:
+    def prior_dim(self) -> int | None:
+        """The prior's dimension; None for a baseline, which samples by its own chain."""
         return self.model.prior_dim
+
+    @property
+    def baseline(self) -> bool:
+        return self.config.baseline is not None
+
+    def with_chain(self, **settings) -> Run:
+        """This run with other chain settings (``chains``, ``burn_in``, ``thin``,
+        ``chain_noise``, ``chain_noise_space``; None keeps the stored one). Baselines only."""
+        given = {k: v for k, v in settings.items() if v is not None}
+        if not given:
+            return self
+        if not self.baseline:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise ConfigError(f"{flags} set a baseline's Markov chain, but this run "
+                              f"({self.config.preset}) samples from its prior; drop them")
+        unknown = set(given) - set(CHAIN_FIELDS)
+        if unknown:
+            raise ConfigError(f"unknown chain settings {sorted(unknown)}; use {CHAIN_FIELDS}")
+        return replace(self, config=replace(self.config, **given))
+
+    def use_training_rows(self, train: torch.Tensor) -> Run:
+        """Start a baseline's chains from ``train`` (the run's training split, already
+        loaded), after checking that it is the data the run was trained on."""
+        if self.baseline:
+            self.chain_rows = _checked_rows(train, self.data)
+        return self
+
+    def _starts(self) -> torch.Tensor:
+        if self.chain_rows is None:
+            from gmmn.runner import load_splits
+
+            self.chain_rows = _checked_rows(load_splits(self.config).train, self.data)
+        return self.chain_rows
 
     @property
     def device(self) -> torch.device:
@@ -65,6 +101,9 @@ class Run:
     @torch.no_grad()
     def decode_prior(self, z: torch.Tensor) -> torch.Tensor:
         """Prior points (k, prior_dim) -> samples (k, D) in data space (e.g. interpolations)."""
+        if self.baseline:
+            raise DataError(f"the {self.config.baseline} baseline has no prior to decode; it "
+                            f"samples by its own Markov chain (Run.sample)")
         if z.ndim != 2 or z.shape[1] != self.prior_dim:
             raise DataError(f"prior points must have shape (k, {self.prior_dim}), "
                             f"got {tuple(z.shape)}")
@@ -73,9 +112,35 @@ class Run:
 
     @torch.no_grad()
     def sample(self, n: int, *, seed: int | None = None) -> torch.Tensor:
-        """``n`` samples (n, D) in data space; the same seed gives the same samples."""
+        """``n`` samples (n, D) in data space; the same seed gives the same samples.
+
+        A baseline runs its own chain from ``chains`` training rows picked by the seed, with
+        the run's burn-in, thinning (and CAE noise) settings (:meth:`with_chain`)."""
         gen = _sample_generator(n, seed)
+        if self.baseline:
+            from gmmn.baselines.model import chain_starts
+
+            if gen is None:  # no seed: a fresh stream, as the prior's sampling does
+                gen = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
+            starts = chain_starts(self._starts(), self.config.chains, gen).to(self.device)
+            return self.model.chain_sample(n, starts=starts, cfg=self.config, generator=gen)
         return to_data_units(self.model.sample(n, generator=gen), self.data)
+
+
+# The config fields that say how a baseline's chain draws samples (flags of gmmn sample and
+# gmmn evaluate too).
+CHAIN_FIELDS = ("chains", "burn_in", "thin", "chain_noise", "chain_noise_space")
+
+
+def _checked_rows(train: torch.Tensor, info: dict) -> torch.Tensor:
+    from gmmn.runner import fingerprint
+
+    stored = info.get("fingerprint")
+    if stored is not None and fingerprint(train)["sha256"] != stored["sha256"]:
+        raise DataError(f"a baseline's chains start from its training rows, but the data given "
+                        f"is not the {info.get('name')} training split the run was trained on; "
+                        f"pass that dataset (and --data-dir)")
+    return train.to(torch.float32)
 
 
 def _sample_generator(n: int, seed: int | None) -> torch.Generator | None:
@@ -138,7 +203,7 @@ def _run_from_state(state: dict, *, device, source: str = "checkpoint") -> Run:
     if not isinstance(info, dict) or not {"dim", "unit_interval"} <= set(info):
         raise CheckpointError(f"{source} lacks the description of its data (dim, "
                               f"unit_interval); the checkpoint is damaged")
-    model = build_model(cfg, int(info["dim"]), unit_interval=bool(info["unit_interval"]))
+    model = build_run_model(cfg, int(info["dim"]), unit_interval=bool(info["unit_interval"]))
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, TypeError, AttributeError) as exc:

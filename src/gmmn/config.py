@@ -25,6 +25,9 @@ _WARNED: set[tuple[str | None, tuple[str, ...]]] = set()  # see TrainConfig.from
 DEVICES = ("auto", "cpu", "cuda")
 OUTPUTS = ("auto", "sigmoid", "linear")
 GAN_OPTIMIZERS = ("sgd", "adam")
+BASELINES = ("dbn", "scae", "gsn")  # the paper's quoted rows, gmmn.baselines
+GSN_COSTS = ("bce", "mse")
+CHAIN_NOISE_SPACES = ("hidden", "input")
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,27 @@ class TrainConfig:
     gan_momentum_ramp: int = 137500
     gan_lr_decay: float = 1.000004
     gan_min_lr: float = 1e-6
+    # --- DBN, stacked CAE and deep GSN baselines (gmmn.baselines; docs/baselines.md). They
+    # reuse iterations (per layer for the greedy dbn and scae), lr, momentum,
+    # data_batch_size and, for the RBMs, init_std. ---
+    baseline: str | None = None  # dbn, scae or gsn; None: GMMN, GMMN+AE or GAN
+    baseline_hidden: tuple[int, ...] = (1000, 1000)
+    cd_k: int = 1
+    pcd: bool = True  # persistent chains, one per row of a batch (SML; Tieleman 2008)
+    contraction: float = 0.1
+    walkbacks: int = 4
+    gsn_cost: str = "bce"
+    gsn_input_noise: float = 0.4
+    gsn_hidden_noise: float = 2.0
+    anneal_every: int = 0  # 0: constant lr
+    anneal_factor: float = 1.0
+    # How samples are drawn from a baseline's own Markov chain (also flags of gmmn sample and
+    # gmmn evaluate); defaults: the deep GSN's released sampler.
+    chains: int = 1
+    burn_in: int = 0
+    thin: int = 1
+    chain_noise: float = 1.0  # stacked CAE: sigma of the chain's noise
+    chain_noise_space: str = "hidden"
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -103,6 +127,22 @@ class TrainConfig:
         if list(self.finetune_momentum_from) != sorted(self.finetune_momentum_from):
             raise ConfigError("--finetune-momentum-from must be increasing")
         self._check_gan()
+        self._check_baseline()
+
+    def _check_baseline(self) -> None:
+        if self.baseline is not None and self.baseline not in BASELINES:
+            raise ConfigError(f"unknown --baseline {self.baseline!r}; choose one of "
+                              f"{BASELINES} or none")
+        if self.baseline is not None and (self.gan or self.autoencoder):
+            raise ConfigError("--baseline cannot be combined with --gan or --autoencoder; a "
+                              "run trains one model")
+        if not self.baseline_hidden:
+            raise ConfigError("--baseline-hidden needs at least one value")
+        if self.gsn_cost not in GSN_COSTS:
+            raise ConfigError(f"unknown --gsn-cost {self.gsn_cost!r}; choose one of {GSN_COSTS}")
+        if self.chain_noise_space not in CHAIN_NOISE_SPACES:
+            raise ConfigError(f"unknown --chain-noise-space {self.chain_noise_space!r}; choose "
+                              f"one of {CHAIN_NOISE_SPACES}")
 
     def _check_gan(self) -> None:
         if self.gan and self.autoencoder:
@@ -182,6 +222,18 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "gan_momentum_ramp": (1, _INF, True, False),
     "gan_lr_decay": (1, _INF, True, False),
     "gan_min_lr": (0, _INF, True, False),
+    "baseline_hidden": (1, _INF, True, False),
+    "cd_k": (1, _INF, True, False),
+    "contraction": (0, _INF, True, False),
+    "walkbacks": (1, _INF, True, False),
+    "gsn_input_noise": (0, 1, True, True),
+    "gsn_hidden_noise": (0, _INF, True, False),
+    "anneal_every": (0, _INF, True, False),
+    "anneal_factor": (0, 1, False, True),
+    "chains": (1, _INF, True, False),
+    "burn_in": (0, _INF, True, False),
+    "thin": (1, _INF, True, False),
+    "chain_noise": (0, _INF, True, False),
 }
 
 
@@ -285,14 +337,15 @@ FIELD_HELP = {
     "init_std": "initial weights init_std * N(0, 1), biases 0 ('none': PyTorch default)",
     "sigmas": "kernel standard deviations, comma-separated, or mnist, tfd, mnist-code, tfd-code",
     "sigma_weights": "one weight per kernel scale (default all 1)",
-    "iterations": "GMMN iterations",
-    "lr": "GMMN learning rate",
-    "momentum": "GMMN momentum",
+    "iterations": "GMMN iterations (GAN: iterations; dbn, scae: per layer; gsn: in all)",
+    "lr": "GMMN learning rate (also the GAN's and the baselines')",
+    "momentum": "GMMN momentum (also the GAN's and the baselines')",
     "late_from": "iteration from which lr * late_lr_factor and late_momentum apply",
     "late_lr_factor": "lr factor from late_from on",
     "late_momentum": "momentum from late_from on",
     "sample_batch_size": "generated samples per GMMN step",
-    "data_batch_size": "data (or code) points per GMMN step (released code: 100)",
+    "data_batch_size": "data (or code) points per GMMN step (released code: 100); GAN and "
+                       "baselines: their minibatch",
     "autoencoder": "GMMN+AE: train an autoencoder and the GMMN on its codes",
     "ae_hidden": "encoder layer sizes after the input, comma-separated (last: code size)",
     "ae_dropout": "dropout rate on each encoder layer's input, comma-separated",
@@ -315,4 +368,22 @@ FIELD_HELP = {
     "gan_momentum_ramp": "GAN: iterations over which the momentum rises",
     "gan_lr_decay": "GAN: lr divided by this every iteration",
     "gan_min_lr": "GAN: the decayed lr never falls below this",
+    "baseline": "train a quoted row instead: dbn, scae (stacked CAE) or gsn (deep GSN)",
+    "baseline_hidden": "baseline hidden layer sizes, comma-separated (dbn, scae: one per "
+                       "greedy stage)",
+    "cd_k": "dbn: Gibbs steps per update of the negative phase (CD-k or PCD-k)",
+    "pcd": "dbn: persistent chains (PCD / SML), one per batch row; --no-pcd: CD-k",
+    "contraction": "scae: weight lambda of the contractive penalty ||dh/dx||_F^2",
+    "walkbacks": "gsn: walkback steps per update, one reconstruction term each",
+    "gsn_cost": "gsn: reconstruction cost, bce or mse",
+    "gsn_input_noise": "gsn: salt-and-pepper probability on the visible layer",
+    "gsn_hidden_noise": "gsn: std of the Gaussian noise on hidden layers (not the first)",
+    "anneal_every": "baselines: multiply lr by --anneal-factor every N iterations (0: never)",
+    "anneal_factor": "baselines: lr factor applied every --anneal-every iterations",
+    "chains": "baseline sampling: chains run side by side, each from a training row",
+    "burn_in": "baseline sampling: transitions before the first kept state",
+    "thin": "baseline sampling: keep every N-th state (1: consecutive states)",
+    "chain_noise": "scae sampling: std of the chain's Gaussian noise (sigma)",
+    "chain_noise_space": "scae sampling: noise in hidden space (J J^T alpha, released code) "
+                         "or input space (J eps)",
 }

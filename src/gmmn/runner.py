@@ -3,7 +3,8 @@
 GMMN: one stage, ``gmmn``. GMMN+AE: ``pretrain-1`` ... ``pretrain-K`` (skipped when
 ``pretrain_iterations`` is 0), ``finetune`` (skipped when 0), then ``gmmn`` on the
 autoencoder's deterministic codes with the autoencoder frozen. GAN baseline: one stage,
-``gan`` (:mod:`gmmn.gan`).
+``gan`` (:mod:`gmmn.gan`). DBN and stacked CAE baselines: ``rbm-1`` ... / ``cae-1`` ..., one
+greedy stage per hidden layer; deep GSN: ``gsn`` (:mod:`gmmn.baselines.stages`).
 
 Files in the run directory: ``config.json`` (config + package versions), ``metrics.jsonl``
 (one JSON line per logged iteration), ``checkpoint.pt`` (latest, written atomically),
@@ -127,6 +128,8 @@ def _check_fits_data(cfg: TrainConfig, info: dict, splits, device: torch.device)
         if getattr(cfg, name) > n:  # stages.BatchSampler caps it
             log.warning("--%s %d exceeds the %d training rows of %s: each batch holds all %d "
                         "rows", name.replace("_", "-"), getattr(cfg, name), n, cfg.dataset, n)
+    if cfg.baseline is not None:  # no kernel matrix; the baseline checks its data itself
+        return
     if cfg.output == "sigmoid" and not cfg.autoencoder and not info["unit_interval"]:
         fp = info["fingerprint"]
         raise ConfigError(f"--output sigmoid keeps samples in [0, 1] but {cfg.dataset} holds "
@@ -149,7 +152,21 @@ def to_data_units(x: torch.Tensor, info: dict) -> torch.Tensor:
     return unstandardize(x, info.get("mean"), info.get("std"))
 
 
+def build_run_model(cfg: TrainConfig, data_dim: int, *, unit_interval: bool):
+    """The model a run of ``cfg`` trains: a :class:`GenerativeModel`, or a
+    :class:`gmmn.baselines.model.BaselineModel` when ``cfg.baseline`` is set."""
+    if cfg.baseline is not None:
+        from gmmn.baselines.model import build_baseline
+
+        return build_baseline(cfg, data_dim, unit_interval=unit_interval)
+    return build_model(cfg, data_dim, unit_interval=unit_interval)
+
+
 def stage_names(cfg: TrainConfig) -> list[str]:
+    if cfg.baseline is not None:
+        from gmmn.baselines.stages import stage_names as baseline_stages
+
+        return baseline_stages(cfg)
     if cfg.gan:
         return ["gan"]
     names = []
@@ -163,6 +180,10 @@ def stage_names(cfg: TrainConfig) -> list[str]:
 
 def build_stage(name: str, model: GenerativeModel, train: torch.Tensor, cfg: TrainConfig,
                 hooks: Hooks | None = None) -> Stage:
+    if cfg.baseline is not None:
+        from gmmn.baselines.stages import build_stage as baseline_stage
+
+        return baseline_stage(name, model, train, cfg)
     if name == "gan":
         return GanStage(model, train, cfg, hooks=hooks)
     ae = model.autoencoder
@@ -230,10 +251,10 @@ def _train(cfg: TrainConfig, out: Path | None, state: dict | None, splits, callb
     info = data_info(splits)
     if state is not None:
         _check_same_data(out, state["data"], info, cfg)
-    model = build_model(cfg, info["dim"], unit_interval=info["unit_interval"])
+    model = build_run_model(cfg, info["dim"], unit_interval=info["unit_interval"])
     _check_fits_data(cfg, info, splits, device)
     model = model.to(device)
-    if not model.generator.sigmoid_output and cfg.lr > 0.5:
+    if cfg.baseline is None and not model.generator.sigmoid_output and cfg.lr > 0.5:
         log.warning("lr %g with a linear generator output (data outside [0, 1]) tends to "
                     "diverge; consider --lr 0.1", cfg.lr)
     train_x = splits.train.to(device=device, dtype=torch.float32)
@@ -289,7 +310,7 @@ def _run_stages(cfg, out, state, model, train_x, info, logger, callback, hooks,
         stage.finish()
         ckpt = _state(cfg, info, model, index + 1, None, 0, logger, done=index + 1 == len(names))
         logger.checkpoint(ckpt)
-        if stage.name in ("gmmn", "gan"):  # the last stage: samples of the finished model
+        if index + 1 == len(names):  # the last stage: samples of the finished model
             logger.grid(stage, "samples.png")
         if stop.signum is not None and index + 1 < len(names):
             raise stop.interrupted(out, f"the end of stage {stage.name}")

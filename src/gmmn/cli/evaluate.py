@@ -37,7 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "of samples (GMMN+AE runs): the ceiling a perfect code-space GMMN "
                         "would reach (default report: RUN/eval-reconstructions/report.json)")
     p.add_argument("--device", default="cpu")
+    from gmmn.cli.sample import add_chain_flags
+
+    add_chain_flags(p)
     p.set_defaults(handler=main)
+
+
+CHAIN_FLAGS = ("chains", "burn_in", "thin", "chain_noise", "chain_noise_space")
 
 
 def _load_run(run_dir: pathlib.Path, *, device: str) -> Any:
@@ -89,6 +95,10 @@ def main(args: argparse.Namespace) -> int:
         raise CheckpointError(f"run directory {args.run} does not exist; pass the folder "
                               "that `gmmn train --out` wrote")
     run = _load_run(args.run, device=args.device)
+    if any(getattr(args, k, None) is not None for k in CHAIN_FLAGS):
+        from gmmn.cli.sample import with_chain_flags
+
+        run = with_chain_flags(run, args)
     name = args.dataset or _dataset_of(run)
     if name is None:
         raise CheckpointError(f"the run in {args.run} does not name its dataset; pass --dataset")

@@ -1,7 +1,10 @@
 """``gmmn sample``: draw samples from a trained run.
 
 The output format follows the file extension: ``.png`` a grid (image data only), ``.npy`` or
-``.csv`` an (N, D) array. The model is rebuilt from the checkpoint alone. The file is written
+``.csv`` an (N, D) array. The model is rebuilt from the checkpoint alone; a DBN, stacked CAE
+or deep GSN run draws by its own Markov chain, started at rows of its training split picked by
+``--seed``, with the run's chain settings or the ``--chains`` / ``--burn-in`` / ``--thin`` /
+``--chain-noise`` / ``--chain-noise-space`` given here (docs/baselines.md). The file is written
 to a temporary name and renamed, so a full disk or a kill never leaves a truncated one.
 """
 
@@ -26,7 +29,27 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="same seed, same samples (default 0)")
     p.add_argument("--out", required=True, help="output file: .png, .npy or .csv")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add_chain_flags(p)
     p.set_defaults(handler=run)
+
+
+def add_chain_flags(p: argparse.ArgumentParser) -> None:
+    """The chain settings of a baseline run (default: the ones stored in its config)."""
+    from gmmn.config import FIELD_HELP
+
+    group = p.add_argument_group("baseline chains (DBN, stacked CAE, deep GSN runs; default: "
+                                 "the run's config)")
+    for name, kind in (("chains", int), ("burn_in", int), ("thin", int),
+                       ("chain_noise", float), ("chain_noise_space", str)):
+        group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
+                           help=FIELD_HELP[name])
+
+
+def with_chain_flags(run, args: argparse.Namespace):
+    """``run`` with the chain flags of ``args`` applied (a ConfigError for other runs)."""
+    from gmmn.api import CHAIN_FIELDS
+
+    return run.with_chain(**{k: getattr(args, k, None) for k in CHAIN_FIELDS})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,11 +65,12 @@ def run(args: argparse.Namespace) -> int:
     if args.n <= 0:
         raise ConfigError(f"--n must be positive, got {args.n}")
     device = resolve_device(args.device)
-    model = load_run(args.run, device=device)
+    model = with_chain_flags(load_run(args.run, device=device), args)
     if out.suffix.lower() == ".png" and model.image_shape is None:
         raise ConfigError(f"the run in {args.run} is not image data; write .npy or .csv")
     # The samples, their CPU copy and the widest layer's activations, before allocating.
-    widest = max((*model.config.hidden, model.dim))
+    hidden = model.config.baseline_hidden if model.baseline else model.config.hidden
+    widest = max((*hidden, model.dim))
     check_fits(4.0 * args.n * (2 * model.dim + widest), device=device,
                what=f"--n {args.n} samples of {model.dim} dimensions",
                fix="draw fewer samples per call")

@@ -117,6 +117,9 @@ def _evaluate(run: Any, splits: Splits, out: pathlib.Path, *, metrics_to_run, n_
     report: dict[str, Any] = {"dataset": splits.name, "n_samples": n_samples, "seed": seed,
                               "metrics": list(chosen), "figures": {}}
     status = run_status(run)
+    if callable(getattr(run, "use_training_rows", None)):
+        # Baselines start their chains from training rows (never test rows): these ones.
+        run = run.use_training_rows(splits.train)
     if status is not None:
         report["run"] = status
     # Seeds 0/1 (offset by `seed`) are the Parzen protocol's; other metrics use seed + 2.
@@ -150,7 +153,11 @@ def _evaluate(run: Any, splits: Splits, out: pathlib.Path, *, metrics_to_run, n_
             report["nn"]["figure"] = report["figures"]["nn"] = figures.save_nearest_neighbours(
                 samples[:10], splits.train, out / "nearest_neighbours.png",
                 image_shape=shape).name
-    if "interpolation" in chosen:
+    if "interpolation" in chosen and getattr(run, "prior_dim", 0) is None:
+        # A baseline (DBN, CAE, GSN) samples by its Markov chain: no prior to walk across.
+        report["interpolation"] = {"skipped": "the model has no prior (it samples by its own "
+                                              "Markov chain)"}
+    elif "interpolation" in chosen:
         g = torch.Generator().manual_seed(seed + 4)
         ends = torch.rand(2, 8, int(run.prior_dim), generator=g) * 2 - 1  # uniform [-1, 1]
         report["interpolation"] = {"figure": figures.save_interpolations(

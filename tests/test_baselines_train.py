@@ -1,0 +1,206 @@
+"""The DBN, stacked CAE and deep GSN baselines through the shared machinery: presets, the
+training loop's stages, run files, sampling by their chains from training rows, evaluation
+and ``gmmn reproduce`` rows (the models themselves: tests/test_baselines_*.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gmmn.api import load_run
+from gmmn.baselines.stages import AveragedMomentumSGD, annealed
+from gmmn.config import TrainConfig
+from gmmn.errors import ConfigError, DataError
+from gmmn.presets import PRESETS, get_preset
+from gmmn.reproduce import PAPER_TABLE, available_models, plan, scale_iterations, train_command
+from gmmn.runner import load_splits, train
+
+BASELINE_PRESETS = ("digits-dbn", "digits-scae", "digits-gsn")
+# Tiny sizes: two greedy stages for dbn and scae, a checkpoint inside each stage.
+TINY = {"iterations": 10, "baseline_hidden": (12, 6), "data_batch_size": 20,
+        "checkpoint_every": 3, "log_every": 2, "sample_every": 0}
+STAGES = {"digits-dbn": ["rbm-1", "rbm-2"], "digits-scae": ["cae-1", "cae-2"],
+          "digits-gsn": ["gsn"]}
+
+
+def tiny(name: str, **extra) -> TrainConfig:
+    cfg = dataclasses.replace(get_preset(name), **{**TINY, **extra})
+    if cfg.baseline == "gsn":
+        cfg = dataclasses.replace(cfg, anneal_every=3)  # the annealed lr in a short run
+    return cfg
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_presets_follow_the_recipes_of_docs_baselines():
+    dbn, scae, gsn = (get_preset(f"mnist-{m}") for m in ("dbn", "scae", "gsn"))
+    assert (dbn.baseline, dbn.baseline_hidden, dbn.pcd, dbn.cd_k, dbn.lr, dbn.init_std,
+            dbn.data_batch_size, dbn.iterations) == ("dbn", (1000, 1000), True, 1, 0.01, 0.01,
+                                                     100, 50 * 550)
+    assert (scae.contraction, scae.lr, scae.data_batch_size, scae.iterations,
+            scae.chain_noise, scae.chain_noise_space) == (0.1, 0.001, 10, 200 * 5500, 1.0,
+                                                          "hidden")
+    assert (gsn.baseline_hidden, gsn.walkbacks, gsn.gsn_cost, gsn.gsn_input_noise,
+            gsn.gsn_hidden_noise, gsn.lr, gsn.momentum, gsn.anneal_every, gsn.anneal_factor,
+            gsn.iterations) == ((1500, 1500), 4, "bce", 0.4, 2.0, 0.25, 0.5, 550, 0.995,
+                                1000 * 550)
+    for cfg in (dbn, scae, gsn):  # the GSN code's sampler: one chain, consecutive states
+        assert (cfg.chains, cfg.burn_in, cfg.thin) == (1, 0, 1)
+        for prefix in ("fashion-mnist", "digits"):
+            assert PRESETS[f"{prefix}-{cfg.baseline}"].baseline == cfg.baseline
+    assert get_preset("fashion-mnist-gsn") == dataclasses.replace(
+        gsn, preset="fashion-mnist-gsn", dataset="fashion-mnist")
+    assert all(PRESETS[n].baseline is None for n in PRESETS if not n.endswith(
+        ("-dbn", "-scae", "-gsn")))
+
+
+def test_config_refuses_bad_baseline_settings():
+    base = get_preset("digits-dbn")
+    with pytest.raises(ConfigError, match="--baseline"):
+        dataclasses.replace(base, baseline="vae")
+    with pytest.raises(ConfigError, match="--gan"):
+        dataclasses.replace(base, gan=True)
+    with pytest.raises(ConfigError, match="--thin must be positive"):
+        dataclasses.replace(base, thin=0)
+    with pytest.raises(ConfigError, match="--gsn-cost"):
+        dataclasses.replace(base, gsn_cost="l1")
+    # A config written before these fields existed loads with today's defaults.
+    old = {k: v for k, v in get_preset("digits-gmmn").to_dict().items()
+           if k not in ("baseline", "chains", "walkbacks")}
+    assert TrainConfig.from_dict(old) == get_preset("digits-gmmn")
+
+
+@pytest.mark.parametrize("name", BASELINE_PRESETS)
+def test_preset_trains_and_samples_by_its_chain(name, tmp_path):
+    cfg = tiny(name)
+    result = train(cfg, out_dir=tmp_path)
+    assert result.checkpoint["done"]
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert list(dict.fromkeys(r["stage"] for r in rows)) == STAGES[name]
+    assert all(np.isfinite([v for k, v in r.items() if k.startswith("loss")]).all()
+               for r in rows)
+    if cfg.baseline == "gsn":  # lr * 0.995 every 3 iterations
+        assert rows[-1]["lr"] == pytest.approx(0.25 * 0.995 ** 3)
+    assert (tmp_path / "samples.png").exists()
+    run = load_run(tmp_path)
+    assert run.prior_dim is None and run.baseline
+    x = run.sample(25, seed=3)
+    assert x.shape == (25, 64) and 0 <= float(x.min()) and float(x.max()) <= 1
+    assert torch.equal(x, run.sample(25, seed=3))  # the seed fixes starts and chain
+    assert not torch.equal(x, run.sample(25, seed=4))
+    # The chain starts from the run's training split, loaded from its config.
+    assert torch.equal(run.chain_rows, load_splits(cfg).train)
+    other = run.with_chain(chains=5, burn_in=2, thin=3)
+    assert other.config.chains == 5 and run.config.chains == 1
+    assert other.sample(12, seed=0).shape == (12, 64)
+    with pytest.raises(DataError, match="no prior"):
+        run.decode_prior(torch.zeros(2, 10))
+
+
+def test_chains_start_only_from_the_training_rows(tmp_path):
+    cfg = tiny("digits-gsn", iterations=2)
+    train(cfg, out_dir=tmp_path)
+    splits = load_splits(cfg)
+    run = load_run(tmp_path)
+    with pytest.raises(DataError, match="training split"):
+        run.use_training_rows(splits.test)  # never start a chain at a test image
+    run.use_training_rows(splits.train)
+    assert torch.equal(run.chain_rows, splits.train)
+    # One chain, no burn-in, p of every step: with the noise off, the first sample is the
+    # one-step reconstruction of the training row that the seed picks.
+    run.model.net.input_noise, run.model.net.hidden_noise_std = 0.0, 0.0
+    start = splits.train[torch.randperm(len(splits.train),
+                                        generator=torch.Generator().manual_seed(0))[:1]]
+    expected = run.model.net.sample(1, init=start, generator=torch.Generator())
+    assert torch.allclose(run.sample(1, seed=0), expected)
+
+
+def test_gmmn_runs_refuse_chain_settings(tmp_path):
+    cfg = dataclasses.replace(get_preset("digits-gmmn"), iterations=2, hidden=(8,),
+                              sample_batch_size=16, data_batch_size=16, sample_every=0)
+    train(cfg, out_dir=tmp_path)
+    run = load_run(tmp_path)
+    assert run.with_chain(chains=None) is run
+    with pytest.raises(ConfigError, match="--chains"):
+        run.with_chain(chains=3)
+
+
+def test_averaged_momentum_and_annealing_by_hand():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    opt = AveragedMomentumSGD([p], lr=0.5, momentum=0.5)
+    b = torch.zeros(2)
+    expected = p.detach().clone()
+    for g, lr in ((torch.tensor([1.0, 2.0]), 0.5), (torch.tensor([-3.0, 0.5]), 0.25)):
+        opt.lr = lr
+        p.grad = g.clone()
+        opt.step()
+        b = 0.5 * b + 0.5 * g
+        expected = expected - lr * b
+        assert torch.allclose(p.detach(), expected)
+    schedule = annealed(lr=0.25, momentum=0.5, every=550, factor=0.995)
+    assert schedule(1) == schedule(550) == (0.25, 0.5)
+    assert schedule(551)[0] == pytest.approx(0.25 * 0.995)
+    assert schedule(1101)[0] == pytest.approx(0.25 * 0.995 ** 2)
+    assert annealed(lr=0.1, momentum=0.0, every=0, factor=0.5)(10 ** 6) == (0.1, 0.0)
+
+
+def test_sample_and_evaluate_cli_on_a_baseline_run(tmp_path, monkeypatch, capsys):
+    from gmmn.cli import main
+
+    monkeypatch.setenv("GMMN_DATA", str(tmp_path / "cache"))
+    run_dir = tmp_path / "run"
+    train(tiny("digits-scae"), out_dir=run_dir)
+    assert main(["sample", "--run", str(run_dir), "--n", "30", "--chains", "3", "--burn-in",
+                 "4", "--thin", "2", "--chain-noise", "0.5", "--out",
+                 str(tmp_path / "s.npy")]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (30, 64)
+    assert main(["evaluate", "--run", str(run_dir), "--metrics", "parzen,interpolation",
+                 "--n-samples", "40", "--chains", "4", "--thin", "2"]) == 0
+    report = json.loads((run_dir / "eval" / "report.json").read_text())
+    assert np.isfinite(report["parzen"]["mean"]) and report["parzen"]["n_samples"] == 40
+    assert "skipped" in report["interpolation"]
+    assert "Parzen" in capsys.readouterr().out
+
+
+def test_reproduce_plans_baseline_rows_only_when_asked():
+    assert available_models("digits") == ("gmmn", "gmmn-ae", "gan")  # the default table
+    assert available_models("mnist", baselines=True)[-3:] == ("dbn", "scae", "gsn")
+    p = plan("mnist", out="x", models=("dbn", "scae", "gsn"), quick=True)
+    rows = {m.label: m for m in p.models}
+    assert [m.label for m in p.models] == ["DBN", "Stacked CAE", "Deep GSN"]
+    for label in rows:
+        assert PAPER_TABLE[rows[label].paper_row][:2] == {
+            "DBN": (138, 2), "Stacked CAE": (121, 1.6), "Deep GSN": (214, 1.1)}[label]
+    gsn = rows["Deep GSN"].configs[0]
+    assert gsn.iterations == round(550000 * 0.025) and gsn.anneal_every == round(550 * 0.025)
+    assert gsn.late_from == get_preset("mnist-gsn").late_from  # unused, left alone
+    cmd = train_command(gsn, p.out)
+    assert "--iterations 13750" in cmd and "--anneal-every 14" in cmd
+    assert scale_iterations(get_preset("digits-dbn"), 0.5).iterations == 1000
+
+
+@pytest.mark.slow  # three tiny baselines trained and fully evaluated: ~15 s
+def test_reproduce_digits_baseline_rows(tmp_path, monkeypatch, capsys):
+    from gmmn.cli import main
+
+    monkeypatch.setenv("GMMN_DATA", str(tmp_path / "cache"))
+    out = tmp_path / "repro"
+    code = main(["reproduce", "--dataset", "digits", "--quick", "--models", "dbn,scae,gsn",
+                 "--iterations-scale", "0.01", "--n-samples", "60", "--out", str(out)])
+    assert code == 0
+    table = json.loads((out / "table.json").read_text())
+    assert [r["preset"] for r in table["rows"]] == ["digits-dbn", "digits-scae", "digits-gsn"]
+    for row in table["rows"]:
+        assert np.isfinite(row["runs"][0]["parzen"]["mean"])
+        assert row["paper_mnist"]["mean"] == PAPER_TABLE[row["paper_row"]][0]
+    assert "| DBN (`digits-dbn`) |" in capsys.readouterr().out
