@@ -204,7 +204,7 @@ def bind_loss(rows: list[Contender], x: torch.Tensor, y: torch.Tensor,
             out.backward()
             x.grad = None
             _sync(device)
-            return float(out), None
+            return float(out.detach()), None
         return run
 
     for row in rows:
