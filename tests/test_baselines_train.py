@@ -169,6 +169,7 @@ def test_sample_and_evaluate_cli_on_a_baseline_run(tmp_path, monkeypatch, capsys
     report = json.loads((run_dir / "eval" / "report.json").read_text())
     assert np.isfinite(report["parzen"]["mean"]) and report["parzen"]["n_samples"] == 40
     assert "skipped" in report["interpolation"]
+    assert (report["chain"]["chains"], report["chain"]["thin"]) == (4, 2)  # the flags used
     assert "Parzen" in capsys.readouterr().out
 
 

@@ -65,6 +65,13 @@ class Run:
     def baseline(self) -> bool:
         return self.config.baseline is not None
 
+    @property
+    def chain_settings(self) -> dict | None:
+        """How a baseline draws its samples (the evaluation report records it); else None."""
+        if not self.baseline:
+            return None
+        return {k: getattr(self.config, k) for k in CHAIN_FIELDS}
+
     def with_chain(self, **settings) -> Run:
         """This run with other chain settings (``chains``, ``burn_in``, ``thin``,
         ``chain_noise``, ``chain_noise_space``; None keeps the stored one). Baselines only."""

@@ -120,6 +120,9 @@ def _evaluate(run: Any, splits: Splits, out: pathlib.Path, *, metrics_to_run, n_
     if callable(getattr(run, "use_training_rows", None)):
         # Baselines start their chains from training rows (never test rows): these ones.
         run = run.use_training_rows(splits.train)
+    chain = getattr(run, "chain_settings", None)
+    if isinstance(chain, dict):  # a baseline: its samples depend on how the chain ran
+        report["chain"] = {**chain, "starts": "training rows picked by the sampling seed"}
     if status is not None:
         report["run"] = status
     # Seeds 0/1 (offset by `seed`) are the Parzen protocol's; other metrics use seed + 2.
