@@ -205,3 +205,19 @@ def test_reproduce_digits_baseline_rows(tmp_path, monkeypatch, capsys):
         assert np.isfinite(row["runs"][0]["parzen"]["mean"])
         assert row["paper_mnist"]["mean"] == PAPER_TABLE[row["paper_row"]][0]
     assert "| DBN (`digits-dbn`) |" in capsys.readouterr().out
+
+
+def test_baselines_refuse_data_outside_the_unit_interval(tmp_path):
+    with pytest.raises(ConfigError, match="--standardize"):
+        train(tiny("digits-dbn", standardize=True), out_dir=tmp_path / "a")
+    x = np.random.default_rng(0).normal(size=(50, 6)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    with pytest.raises(ConfigError, match="outside"):
+        train(tiny("digits-gsn", dataset=str(tmp_path / "x.npy")), out_dir=tmp_path / "b")
+
+
+def test_the_estimator_api_refuses_baseline_presets():
+    from gmmn.api import GMMN
+
+    with pytest.raises(ConfigError, match="gmmn train --preset digits-gsn"):
+        GMMN(preset="digits-gsn").fit(np.random.default_rng(0).random((30, 8)))

@@ -288,6 +288,9 @@ class GMMN:
 
         name = self.preset or ("digits-gmmn-ae" if self.autoencoder else "digits-gmmn")
         base = get_preset(name)
+        if base.baseline is not None or self.overrides.get("baseline") is not None:
+            raise ConfigError(f"GMMN fits a GMMN or GMMN+AE, not the {name} baseline; train "
+                              f"baselines with `gmmn train --preset {name}`")
         fields = dict(self.overrides, autoencoder=self.autoencoder, seed=self.seed,
                       device=self.device, dataset=splits.name, checkpoint_every=0)
         if self.iterations is not None:

@@ -70,10 +70,12 @@ def _truncated(dbn: DBN, top: int) -> DBN:
 def build_baseline(cfg: TrainConfig, data_dim: int, *, unit_interval: bool) -> BaselineModel:
     """The baseline ``cfg.baseline`` for data of dimension ``data_dim``; its weights are drawn
     from a generator seeded with ``cfg.seed``."""
-    if not unit_interval or cfg.standardize:
+    if cfg.standardize:
         raise ConfigError(f"the {cfg.baseline} baseline models pixels in [0, 1] as Bernoulli "
-                          f"means, but {cfg.dataset} is not in [0, 1] (or --standardize is on); "
-                          f"rescale the data to [0, 1]")
+                          f"means; drop --standardize")
+    if not unit_interval:
+        raise ConfigError(f"the {cfg.baseline} baseline models pixels in [0, 1] as Bernoulli "
+                          f"means, but {cfg.dataset} holds values outside [0, 1]; rescale it")
     rng = torch.Generator().manual_seed(cfg.seed)
     sizes = (data_dim, *cfg.baseline_hidden)
     if cfg.baseline == "dbn":
