@@ -88,6 +88,8 @@ def stage_names(cfg: TrainConfig) -> list[str]:
 
 @torch.no_grad()
 def _up(up, x: torch.Tensor, level: int, chunk: int = 5000) -> torch.Tensor:
+    if level == 0:
+        return x  # the first layer trains on the data itself: no copy
     return torch.cat([up(x[i:i + chunk], level) for i in range(0, len(x), chunk)])
 
 
