@@ -353,7 +353,7 @@ def timed(row: Contender, permutations: int, device: torch.device) -> float | No
 
 def time_case(case: Case, rows: list[Contender], rounds: int, slow_after: float,
               device: torch.device, log: Callable[[str], None],
-              prior: dict[str, tuple[int, float]]) -> None:
+              prior: dict[str, tuple[int, float]], full_only: tuple[str, ...] = ()) -> None:
     """Alternating rounds: gmmn, then every peer; slow peers extrapolated in round 1 only.
 
     ``prior`` maps a loss contender to (n, median seconds) from a smaller loss case: one whose
@@ -377,7 +377,9 @@ def time_case(case: Case, rows: list[Contender], rounds: int, slow_after: float,
         if t is None:
             log(f"    {row.name}: {row.status}")
             continue
-        if case.kind == "perm" and row.name != "gmmn" and t * full / probe > slow_after:
+        never = any(row.name.lower().startswith(f) for f in full_only)
+        if (case.kind == "perm" and row.name != "gmmn" and not never
+                and t * full / probe > slow_after):
             row.extrapolated = True
         elif case.kind == "loss" and t > slow_after:
             once.add(row.name)
@@ -468,7 +470,8 @@ def make_data(case: Case, device: torch.device):
 
 
 def run_case(case: Case, rounds: int, slow_after: float, device: torch.device,
-             log: Callable[[str], None], prior: dict[str, tuple[int, float]]) -> dict:
+             log: Callable[[str], None], prior: dict[str, tuple[int, float]],
+             only: tuple[str, ...] = (), full_only: tuple[str, ...] = ()) -> dict:
     x, y = make_data(case, device)
     sigma = None
     if case.kind == "loss":
@@ -485,8 +488,12 @@ def run_case(case: Case, rounds: int, slow_after: float, device: torch.device,
         what = (f"permutation test, n = m = {case.n}, d = {case.d}, {case.permutations} "
                 f"permutations, one Gaussian scale sigma = {sigma:.4f} (gmmn median "
                 f"heuristic, passed to every library)")
+    if only:  # gmmn always stays: every ratio is against it
+        for row in rows[1:]:
+            if not any(row.name.lower().startswith(o) for o in only):
+                row.status = "left out (--peers)"
     log(f"\n== {case.name}: {what}; device {device}")
-    time_case(case, rows, rounds, slow_after, device, log, prior)
+    time_case(case, rows, rounds, slow_after, device, log, prior, full_only)
     gm = rows[0]
     base = statistics.median(gm.times) if gm.times else float("nan")
     log(f"  {'contender':<34} {'median s':>9} {'ratio':>7}  rounds  note")
@@ -541,6 +548,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (3)")
     parser.add_argument("--slow-after", type=float, default=30.0,
                         help="seconds above which a peer's permutation test is extrapolated")
+    parser.add_argument("--peers", default="",
+                        help="comma-separated name prefixes of the peers to time (default: all)")
+    parser.add_argument("--full", default="",
+                        help="name prefixes of peers never extrapolated (always P permutations)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:k] (torch peers only)")
     parser.add_argument("--memory-limit-gib", type=float, default=0.0,
                         help="cap this process's address space (RLIMIT_AS); 0: no cap")
@@ -573,8 +584,11 @@ def main(argv: list[str] | None = None) -> int:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     table = QUICK if args.quick else CASES
     prior: dict[str, tuple[int, float]] = {}
+    only = tuple(p.strip().lower() for p in args.peers.split(",") if p.strip())
+    full_only = tuple(p.strip().lower() for p in args.full.split(",") if p.strip())
     results = [run_case(table[name], rounds, args.slow_after, device,
-                        lambda s: print(s, flush=True), prior) for name in names]
+                        lambda s: print(s, flush=True), prior, only, full_only)
+               for name in names]
     if args.json:
         from gmmn.files import atomic_write
 
