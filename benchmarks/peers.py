@@ -1,7 +1,8 @@
 """gmmn's MMD core against peer libraries, timed side by side in one run.
 
     python benchmarks/peers.py [--quick] [--cases loss1000,perm500] [--rounds 3]
-                               [--device cpu] [--json OUT]
+                               [--peers alibi,hyppo] [--full frouros] [--slow-after 30]
+                               [--memory-limit-gib 16] [--device cpu] [--json OUT]
 
 Cases (issue 15; results and the machine in docs/benchmarks.md):
 
@@ -15,7 +16,9 @@ per-contender medians over rounds and ratio = peer time / gmmn time (> 1: gmmn i
 A peer whose full run would take more than ``--slow-after`` seconds (judged from a 10-
 permutation probe) is timed at 10 and 20 permutations instead and extrapolated linearly to
 the full count, t(P) = t(10) + (P - 10) (t(20) - t(10)) / 10, in the first round only; the
-output marks such rows "extrapolated". A peer that runs out of memory is reported as such.
+output marks such rows "extrapolated" (``--full NAME`` never extrapolates a peer). A peer
+that runs out of memory (``--memory-limit-gib`` caps the address space, so a huge request
+fails here instead of reaching the OOM killer) is reported as such.
 
 Every contender prints its exact call, dtype and estimator, and the statistic it returned;
 each statistic is checked against gmmn's (or a hand-written reference) after converting
@@ -208,6 +211,8 @@ def bind_loss(rows: list[Contender], x: torch.Tensor, y: torch.Tensor,
         return run
 
     for row in rows:
+        if row.status != "ok":  # left out by --peers: not even imported
+            continue
         row.status = peer_missing(row.modules) or "ok"
         if row.status != "ok":
             continue
@@ -272,6 +277,8 @@ def bind_perm(rows: list[Contender], x64: np.ndarray, y64: np.ndarray, sigma: fl
     tx, ty = torch.from_numpy(x64).to(device), torch.from_numpy(y64).to(device)
     tx32, ty32 = tx.float(), ty.float()
     for row in rows:
+        if row.status != "ok":  # left out by --peers: not even imported
+            continue
         row.status = peer_missing(row.modules) or "ok"
         if row.status != "ok":
             continue
@@ -469,13 +476,21 @@ def make_data(case: Case, device: torch.device):
     return x, y
 
 
+def leave_out(rows: list[Contender], only: tuple[str, ...]) -> list[Contender]:
+    """Mark the peers not named in ``only`` (name prefixes) as left out; gmmn always stays."""
+    for row in rows[1:]:
+        if only and not any(row.name.lower().startswith(o) for o in only):
+            row.status = "left out (--peers)"
+    return rows
+
+
 def run_case(case: Case, rounds: int, slow_after: float, device: torch.device,
              log: Callable[[str], None], prior: dict[str, tuple[int, float]],
              only: tuple[str, ...] = (), full_only: tuple[str, ...] = ()) -> dict:
     x, y = make_data(case, device)
     sigma = None
     if case.kind == "loss":
-        rows = loss_contenders(device)
+        rows = leave_out(loss_contenders(device), only)
         bind_loss(rows, x, y, device)
         what = (f"MMD^2 forward + backward, n = m = {case.n}, d = {case.d}, six scales "
                 f"sqrt(2, 5, 10, 20, 40, 80), float32")
@@ -483,15 +498,11 @@ def run_case(case: Case, rounds: int, slow_after: float, device: torch.device,
         from gmmn.mmd import median_heuristic
 
         sigma = median_heuristic(x, y)
-        rows = perm_contenders()
+        rows = leave_out(perm_contenders(), only)
         bind_perm(rows, x.numpy(), y.numpy(), sigma, device)
         what = (f"permutation test, n = m = {case.n}, d = {case.d}, {case.permutations} "
                 f"permutations, one Gaussian scale sigma = {sigma:.4f} (gmmn median "
                 f"heuristic, passed to every library)")
-    if only:  # gmmn always stays: every ratio is against it
-        for row in rows[1:]:
-            if not any(row.name.lower().startswith(o) for o in only):
-                row.status = "left out (--peers)"
     log(f"\n== {case.name}: {what}; device {device}")
     time_case(case, rows, rounds, slow_after, device, log, prior, full_only)
     gm = rows[0]

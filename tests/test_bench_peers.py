@@ -78,3 +78,10 @@ def test_missing_peer_is_reported_not_raised(peers, monkeypatch, tmp_path, capsy
         assert rows["gmmn"]["status"] == "ok" and rows["gmmn"]["median_s"] > 0
         assert all(r["status"] == peers.MISSING for n, r in rows.items() if n != "gmmn")
     assert not list(tmp_path.glob("*.tmp"))  # the atomic write left no temp file
+
+
+def test_peers_flag_keeps_gmmn_and_the_named_peers_only(peers):
+    rows = peers.leave_out(peers.perm_contenders(), ("dcor", "hyppo"))
+    kept = [r.name for r in rows if r.status == "ok"]
+    assert kept == ["gmmn", "hyppo MMD", "hyppo Energy", "dcor energy test"]
+    assert all(r.status == "ok" for r in peers.leave_out(peers.perm_contenders(), ()))
