@@ -127,6 +127,9 @@ def test_distributed_config_checks_name_the_flag():
         check_config(dataclasses.replace(CFG, sample_batch_size=24), 3)
     with pytest.raises(ConfigError, match="use --device cuda"):
         check_config(dataclasses.replace(CFG, device="cuda:1"), 2)
+    with pytest.raises(ConfigError, match="baseline trains in one process"):
+        check_config(dataclasses.replace(CFG, baseline="dbn", baseline_hidden=(8,)), 2)
+    check_config(dataclasses.replace(CFG, baseline="dbn", baseline_hidden=(8,)), 1)
     check_config(CFG, 2)
     check_config(dataclasses.replace(CFG, sample_batch_size=7), 1)
 

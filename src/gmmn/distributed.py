@@ -113,6 +113,11 @@ def check_config(cfg: TrainConfig, world_size: int, *, local_rank: int = 0) -> N
     """Refuse settings that cannot run on ``world_size`` workers, before any training."""
     if world_size == 1:
         return
+    if cfg.baseline is not None:
+        # The baseline stages take no data-parallel hooks: every worker would train the whole
+        # model on its own and write the same run folder.
+        raise ConfigError(f"the {cfg.baseline} baseline trains in one process; run it with "
+                          f"`gmmn train`, not under torchrun ({world_size} workers)")
     for name in ("sample_batch_size", "data_batch_size"):
         b = getattr(cfg, name)
         if b % world_size:
