@@ -347,7 +347,7 @@ def timed(row: Contender, permutations: int, device: torch.device) -> float | No
     start = time.perf_counter()
     try:
         stat, p = row.run(permutations)
-    except (MemoryError, torch.OutOfMemoryError) as exc:
+    except (MemoryError, torch.cuda.OutOfMemoryError) as exc:
         row.status = f"out of memory ({str(exc).splitlines()[0][:120] or type(exc).__name__})"
         return None
     except Exception as exc:  # noqa: BLE001 - a peer's own failure is a result to report
