@@ -85,3 +85,18 @@ def test_peers_flag_keeps_gmmn_and_the_named_peers_only(peers):
     kept = [r.name for r in rows if r.status == "ok"]
     assert kept == ["gmmn", "hyppo MMD", "hyppo Energy", "dcor energy test"]
     assert all(r.status == "ok" for r in peers.leave_out(peers.perm_contenders(), ()))
+
+
+def test_a_peer_that_fails_or_runs_out_of_memory_is_reported(peers, monkeypatch):
+    monkeypatch.setitem(peers.COLLECT, "before_each_call", False)  # gc.collect: ~0.5 s
+    def no_memory(_p):
+        raise MemoryError  # numpy's message can be empty: still one readable line
+
+    def broken(_p):
+        raise RuntimeError("peer bug\nsecond line")
+
+    oom = peers.Contender("a", ("torch",), "a()", "float32", "biased (V)", run=no_memory)
+    bad = peers.Contender("b", ("torch",), "b()", "float32", "biased (V)", run=broken)
+    cpu = torch.device("cpu")
+    assert peers.timed(oom, 10, cpu) is None and oom.status == "out of memory (MemoryError)"
+    assert peers.timed(bad, 10, cpu) is None and bad.status == "failed: RuntimeError: peer bug"
