@@ -109,7 +109,7 @@ class BatchSampler:
         self.generator.set_state(state["generator"])
 
 
-class _SampledStage(Stage):
+class SampledStage(Stage):
     """A stage with one optimiser, a batch sampler and one extra RNG stream."""
 
     sampler: BatchSampler
@@ -125,7 +125,7 @@ class _SampledStage(Stage):
         self.rng.set_state(state["rng"])
 
 
-class GMMNStage(_SampledStage):
+class GMMNStage(SampledStage):
     """Train ``model.generator`` so its samples match ``targets`` (data, or codes of data)."""
 
     def __init__(self, model: GenerativeModel, targets: torch.Tensor, cfg: TrainConfig, *,
@@ -164,7 +164,7 @@ class GMMNStage(_SampledStage):
         return self.model.sample(n, generator=generator)
 
 
-class PretrainStage(_SampledStage):
+class PretrainStage(SampledStage):
     """Layer ``k`` of the autoencoder as a one-layer autoencoder on its clean inputs."""
 
     def __init__(self, ae: Autoencoder, k: int, data: torch.Tensor, cfg: TrainConfig) -> None:
@@ -196,7 +196,7 @@ class PretrainStage(_SampledStage):
                 self.ae.released_rescale(j)
 
 
-class FinetuneStage(_SampledStage):
+class FinetuneStage(SampledStage):
     """The whole autoencoder; keeps the parameters with the lowest training loss."""
 
     def __init__(self, ae: Autoencoder, data: torch.Tensor, cfg: TrainConfig) -> None:

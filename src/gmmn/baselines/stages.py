@@ -24,7 +24,7 @@ from gmmn.baselines.gsn import walkback_loss
 from gmmn.baselines.model import BaselineModel, chain_starts
 from gmmn.baselines.rbm import PersistentChains, cd_loss, cd_negatives
 from gmmn.config import TrainConfig
-from gmmn.stages import BatchSampler, make_generator
+from gmmn.stages import BatchSampler, SampledStage, make_generator
 from gmmn.train import Part, ReleasedSGD, Schedule, Stage
 
 
@@ -93,7 +93,7 @@ def _up(up, x: torch.Tensor, level: int, chunk: int = 5000) -> torch.Tensor:
     return torch.cat([up(x[i:i + chunk], level) for i in range(0, len(x), chunk)])
 
 
-class _BaselineStage(Stage):
+class _BaselineStage(SampledStage):
     """One optimiser, a batch sampler, one noise generator, and progress pictures drawn from
     the model's chain (started at training rows) up to this stage's layer."""
 
@@ -108,15 +108,6 @@ class _BaselineStage(Stage):
                                     make_generator(cfg.seed, name, "data"))
         self.schedule = annealed(lr=cfg.lr, momentum=cfg.momentum, every=cfg.anneal_every,
                                  factor=cfg.anneal_factor)
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "sampler": self.sampler.state_dict(),
-                "rng": self.rng.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.sampler.load_state_dict(state["sampler"])
-        self.rng.set_state(state["rng"])
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
