@@ -51,7 +51,7 @@ from gmmn.files import RunLock, atomic_write, prepare_folder, remove_stale_temps
 from gmmn.gan import GanStage
 from gmmn.memory import check_fits
 from gmmn.models import GenerativeModel, build_model
-from gmmn.stages import FinetuneStage, GMMNStage, PretrainStage, make_generator
+from gmmn.stages import ENCODE_CHUNK, FinetuneStage, GMMNStage, PretrainStage, make_generator
 from gmmn.train import Hooks, Stage, StepInfo, train_loop
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,8 @@ def build_stage(name: str, model: GenerativeModel, train: torch.Tensor, cfg: Tra
         return FinetuneStage(ae, train, cfg)
     if ae is not None:
         with torch.no_grad():
-            train = torch.cat([ae.encode(train[i:i + 5000]) for i in range(0, len(train), 5000)])
+            train = torch.cat([ae.encode(train[i:i + ENCODE_CHUNK])
+                               for i in range(0, len(train), ENCODE_CHUNK)])
     return GMMNStage(model, train, cfg, hooks=hooks)
 
 

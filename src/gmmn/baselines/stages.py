@@ -24,7 +24,7 @@ from gmmn.baselines.gsn import walkback_loss
 from gmmn.baselines.model import BaselineModel, chain_starts
 from gmmn.baselines.rbm import PersistentChains, cd_loss, cd_negatives
 from gmmn.config import TrainConfig
-from gmmn.stages import BatchSampler, SampledStage, make_generator
+from gmmn.stages import ENCODE_CHUNK, BatchSampler, SampledStage, make_generator
 from gmmn.train import Part, ReleasedSGD, Schedule, Stage
 
 
@@ -87,7 +87,7 @@ def stage_names(cfg: TrainConfig) -> list[str]:
 
 
 @torch.no_grad()
-def _up(up, x: torch.Tensor, level: int, chunk: int = 5000) -> torch.Tensor:
+def _up(up, x: torch.Tensor, level: int, chunk: int = ENCODE_CHUNK) -> torch.Tensor:
     if level == 0:
         return x  # the first layer trains on the data itself: no copy
     return torch.cat([up(x[i:i + chunk], level) for i in range(0, len(x), chunk)])
