@@ -41,6 +41,23 @@ def test_losses_match_the_log_formulas():
     assert torch.isfinite(discriminator_loss(torch.tensor([500.0]), torch.tensor([-500.0])))
 
 
+def test_one_sided_label_smoothing_is_cross_entropy_against_one_minus_s():
+    real, fake = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([-3.0, 0.2])
+    s = 0.1
+    d = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    want = (sum(-(1 - s) * math.log(d(v)) - s * math.log(1 - d(v)) for v in real.tolist()) / 3
+            - sum(math.log(1 - d(v)) for v in fake.tolist()) / 2)
+    assert float(discriminator_loss(real, fake, s)) == pytest.approx(want, rel=1e-6)
+    # the smoothed loss is minimised where D(x) = 1 - s, not at D(x) -> 1
+    logit = torch.tensor([0.0], requires_grad=True)
+    opt = torch.optim.SGD([logit], lr=1.0)
+    for _ in range(500):
+        opt.zero_grad()
+        discriminator_loss(logit, torch.tensor([-50.0]), s).backward()
+        opt.step()
+    assert float(torch.sigmoid(logit.detach())) == pytest.approx(1 - s, abs=1e-4)
+
+
 def test_schedule_decays_lr_and_ramps_momentum():
     s = gan_schedule(lr=0.1, momentum=0.5, final_momentum=0.7, momentum_ramp=100,
                      lr_decay=1.01, min_lr=0.05)

@@ -84,6 +84,7 @@ class TrainConfig:
     gan_momentum_ramp: int = 137500
     gan_lr_decay: float = 1.000004
     gan_min_lr: float = 1e-6
+    gan_label_smoothing: float = 0.0  # one-sided: real images' target is 1 - this
     # --- DBN, stacked CAE and deep GSN baselines (gmmn.baselines; docs/baselines.md). They
     # reuse iterations (per layer for the greedy dbn and scae), lr, momentum,
     # data_batch_size and, for the RBMs, init_std. ---
@@ -222,6 +223,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "gan_momentum_ramp": (1, _INF, True, False),
     "gan_lr_decay": (1, _INF, True, False),
     "gan_min_lr": (0, _INF, True, False),
+    "gan_label_smoothing": (0, 0.5, True, False),
     "baseline_hidden": (1, _INF, True, False),
     "cd_k": (1, _INF, True, False),
     "contraction": (0, _INF, True, False),
@@ -368,6 +370,8 @@ FIELD_HELP = {
     "gan_momentum_ramp": "GAN: iterations over which the momentum rises",
     "gan_lr_decay": "GAN: lr divided by this every iteration",
     "gan_min_lr": "GAN: the decayed lr never falls below this",
+    "gan_label_smoothing": "GAN: one-sided label smoothing, the discriminator's target for "
+                           "real images is 1 minus this (0: the GAN paper's loss)",
     "baseline": "train a quoted row instead: dbn, scae (stacked CAE) or gsn (deep GSN)",
     "baseline_hidden": "baseline hidden layer sizes, comma-separated (dbn, scae: one per "
                        "greedy stage)",

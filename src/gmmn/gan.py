@@ -83,9 +83,20 @@ def gan_schedule(*, lr: float, momentum: float, final_momentum: float, momentum_
     return schedule
 
 
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """-mean log D(x) - mean log(1 - D(G(z))), from logits (stable for any magnitude)."""
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
+                       smoothing: float = 0.0) -> torch.Tensor:
+    """-mean log D(x) - mean log(1 - D(G(z))), from logits (stable for any magnitude).
+
+    ``smoothing`` > 0 is one-sided label smoothing (Salimans et al. 2016, Sec. 3.4): the target
+    for real images becomes ``1 - smoothing``, so their term is the binary cross-entropy
+    ``(1 - s) (-log D(x)) + s (-log(1 - D(x)))``, while generated images keep target 0. It caps
+    how confident the discriminator is rewarded for being on real data, which keeps the
+    generator's gradient alive when the discriminator would otherwise win outright.
+    """
+    real = F.softplus(-real_logits)
+    if smoothing:
+        real = (1 - smoothing) * real + smoothing * F.softplus(real_logits)
+    return real.mean() + F.softplus(fake_logits).mean()
 
 
 def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
@@ -130,7 +141,8 @@ class GanStage(Stage):
         with torch.no_grad():  # the generator is fixed during this step
             fake = self._fake()
         real = self.sampler.next()
-        return discriminator_loss(disc(real, self.dropout_rng), disc(fake, self.dropout_rng))
+        return discriminator_loss(disc(real, self.dropout_rng), disc(fake, self.dropout_rng),
+                                  self.cfg.gan_label_smoothing)
 
     def generator_loss(self, t: int) -> torch.Tensor:
         # Gradients reach the discriminator's parameters too; its optimiser zeroes them
