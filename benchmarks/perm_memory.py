@@ -37,7 +37,7 @@ def child(n: int, d: int, permutations: int, mode: str, threads: int | None,
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import torch
 
-    from gmmn._mmd_perm import plan
+    from gmmn.mmd._perm import plan
     from gmmn.mmd import PERM_MEMORY_BUDGET, two_sample_test
 
     if threads:

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gmmn._mmd_kernels import make_spec, power_plan
+from gmmn.mmd._kernels import make_spec, power_plan
 from gmmn.mmd import MMDError, median_heuristic, mmd2, mmd_loss, paper_sigmas
 
 F64 = torch.float64
@@ -80,7 +80,7 @@ def test_paper_scales_use_the_power_chain_and_match_double_loop():
 
 @pytest.mark.parametrize("name", ["mnist", "tfd", "mnist-code", "tfd-code"])
 def test_power_chain_equals_one_exp_per_scale(name):
-    from gmmn._mmd_blocked import QuadFormMMD
+    from gmmn.mmd._blocked import QuadFormMMD
 
     x, y = sample(30, 25, d=5, shift=0.2)
     x, y = x * 3, y * 3

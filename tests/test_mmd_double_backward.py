@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import gmmn._mmd_blocked as blocked
+import gmmn.mmd._blocked as blocked
 from gmmn.mmd import mmd2, mmd_loss, paper_sigmas
 
 F64 = torch.float64

@@ -39,8 +39,8 @@ def test_statistic_is_the_estimator_and_p_value_uses_plus_one(estimator):
 
 
 def test_null_distribution_matches_brute_force_relabelling():
-    from gmmn._mmd_kernels import make_spec
-    from gmmn._mmd_perm import _relabellings, permutation_statistics
+    from gmmn.mmd._kernels import make_spec
+    from gmmn.mmd._perm import _relabellings, permutation_statistics
 
     x, y = draw(6, 5, 0.3, 2)
     z = torch.cat([x, y])
@@ -153,8 +153,8 @@ def test_cli_sigmas_take_commas_and_debug_works_after_the_subcommand(tmp_path, c
 @pytest.mark.parametrize("estimator", ["biased", "unbiased", "linear", "rff"])
 @pytest.mark.parametrize(("n", "m"), [(12, 10), (9, 14)])
 def test_tiled_path_gives_the_dense_statistic_and_p_value(estimator, n, m):
-    from gmmn._mmd_kernels import fourier_frequencies, make_spec
-    from gmmn._mmd_perm import permutation_statistics, plan
+    from gmmn.mmd._kernels import fourier_frequencies, make_spec
+    from gmmn.mmd._perm import permutation_statistics, plan
 
     x, y = draw(n, m, 0.3, 6)
     assert plan(n + m, 2, estimator, 2048, 53, 1024 if estimator == "rff" else 0).tiled == (
@@ -179,7 +179,7 @@ def test_tiled_path_gives_the_dense_statistic_and_p_value(estimator, n, m):
 
 
 def test_large_samples_choose_the_tiled_path_within_the_budget():
-    from gmmn._mmd_perm import plan
+    from gmmn.mmd._perm import plan
     from gmmn.mmd import PERM_MEMORY_BUDGET
 
     # Two 20000 x 10 arrays: the dense kernel matrix alone would be 12.8 GB.

@@ -29,7 +29,7 @@ import math
 import torch
 from torch import Tensor
 
-from gmmn._mmd_kernels import KERNELS, KernelSpec, tile_sums
+from ._kernels import KERNELS, KernelSpec, tile_sums
 
 # CPU tile side cap: bigger tiles mean fewer ops per call (each parallel op waits for its
 # slowest thread) but leave the cache. On a 2-core VM 512-2000 measured within noise at

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gmmn._mmd_kernels import KernelSpec, apply_fourier, kernel_matrix, kernel_rows
+from ._kernels import KernelSpec, apply_fourier, kernel_matrix, kernel_rows
 
 # Relabellings per dense chunk: a (chunk, N) float64 matrix and its product with K live at once.
 _CHUNK = 256

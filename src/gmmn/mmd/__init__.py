@@ -12,8 +12,11 @@ The biased and unbiased estimators are exact and stream over tiles of the (n+m)^
 matrix (bounded memory, see ``TILE_MEMORY_BUDGET``) with a hand-written gradient, switched to
 a differentiable recomputation when a double backward needs it; "linear" and "rff" cost
 O(n + m). The permutation test holds the pooled kernel matrix when it fits
-``PERM_MEMORY_BUDGET`` and recomputes its tiles otherwise. This module imports nothing else
-from the package.
+``PERM_MEMORY_BUDGET`` and recomputes its tiles otherwise.
+
+The subpackage stands alone: it imports nothing from the rest of gmmn. Its private modules are
+the kernel registry (``_kernels``), the tiled Gram-matrix autograd Function (``_blocked``) and
+the permutation machinery (``_perm``).
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gmmn._mmd_blocked import FirstOrderQuadFormMMD, QuadFormMMD, autograd_quadform, choose_block
-from gmmn._mmd_kernels import (
+from ._blocked import FirstOrderQuadFormMMD, QuadFormMMD, autograd_quadform, choose_block
+from ._kernels import (
     KERNELS,
     KernelSpec,
     fourier_features,
@@ -36,7 +39,7 @@ from gmmn._mmd_kernels import (
     kernel_rows,
     make_spec,
 )
-from gmmn._mmd_perm import permutation_statistics
+from ._perm import permutation_statistics
 
 
 class MMDError(ValueError):

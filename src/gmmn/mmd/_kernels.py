@@ -7,7 +7,7 @@ and one scale ``sigma`` (a standard deviation), summed over scales with weights:
     k(a, b) = sum_s w_s * f(||a - b||^2, sigma_s)
 
 Each registry entry carries ``value = f`` and ``slope = -df/d(d2)``; the slope is all the
-hand-written gradient needs (see :mod:`gmmn._mmd_blocked`).
+hand-written gradient needs (see :mod:`gmmn.mmd._blocked`).
 """
 
 from __future__ import annotations
