@@ -37,8 +37,8 @@ def child(n: int, d: int, permutations: int, mode: str, threads: int | None,
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     import torch
 
-    from gmmn.mmd._perm import plan
     from gmmn.mmd import PERM_MEMORY_BUDGET, two_sample_test
+    from gmmn.mmd._perm import plan
 
     if threads:
         torch.set_num_threads(threads)

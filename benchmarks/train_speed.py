@@ -21,8 +21,8 @@ import torch
 from gmmn.mmd import mmd_loss
 from gmmn.models import build_model
 from gmmn.presets import get_preset
-from gmmn.stages import GMMNStage
-from gmmn.train import train_loop
+from gmmn.training.loop import train_loop
+from gmmn.training.stages import GMMNStage
 
 
 def sync(device: torch.device) -> None:

@@ -17,7 +17,7 @@ from gmmn.config import TrainConfig
 from gmmn.errors import ConfigError, DataError
 from gmmn.presets import PRESETS, get_preset
 from gmmn.reproduce import PAPER_TABLE, available_models, plan, scale_iterations, train_command
-from gmmn.runner import load_splits, train
+from gmmn.training.run import load_splits, run_training
 
 BASELINE_PRESETS = ("digits-dbn", "digits-scae", "digits-gsn")
 # Tiny sizes: two greedy stages for dbn and scae, a checkpoint inside each stage.
@@ -83,7 +83,7 @@ def test_config_refuses_bad_baseline_settings():
 @pytest.mark.parametrize("name", BASELINE_PRESETS)
 def test_preset_trains_and_samples_by_its_chain(name, tmp_path):
     cfg = tiny(name)
-    result = train(cfg, out_dir=tmp_path)
+    result = run_training(cfg, out_dir=tmp_path)
     assert result.checkpoint["done"]
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert list(dict.fromkeys(r["stage"] for r in rows)) == STAGES[name]
@@ -109,7 +109,7 @@ def test_preset_trains_and_samples_by_its_chain(name, tmp_path):
 
 def test_chains_start_only_from_the_training_rows(tmp_path):
     cfg = tiny("digits-gsn", iterations=2)
-    train(cfg, out_dir=tmp_path)
+    run_training(cfg, out_dir=tmp_path)
     splits = load_splits(cfg)
     run = load_run(tmp_path)
     with pytest.raises(DataError, match="training split"):
@@ -128,7 +128,7 @@ def test_chains_start_only_from_the_training_rows(tmp_path):
 def test_gmmn_runs_refuse_chain_settings(tmp_path):
     cfg = dataclasses.replace(get_preset("digits-gmmn"), iterations=2, hidden=(8,),
                               sample_batch_size=16, data_batch_size=16, sample_every=0)
-    train(cfg, out_dir=tmp_path)
+    run_training(cfg, out_dir=tmp_path)
     run = load_run(tmp_path)
     assert run.with_chain(chains=None) is run
     with pytest.raises(ConfigError, match="--chains"):
@@ -159,7 +159,7 @@ def test_sample_and_evaluate_cli_on_a_baseline_run(tmp_path, monkeypatch, capsys
 
     monkeypatch.setenv("GMMN_DATA", str(tmp_path / "cache"))
     run_dir = tmp_path / "run"
-    train(tiny("digits-scae"), out_dir=run_dir)
+    run_training(tiny("digits-scae"), out_dir=run_dir)
     assert main(["sample", "--run", str(run_dir), "--n", "30", "--chains", "3", "--burn-in",
                  "4", "--thin", "2", "--chain-noise", "0.5", "--out",
                  str(tmp_path / "s.npy")]) == 0
@@ -209,11 +209,11 @@ def test_reproduce_digits_baseline_rows(tmp_path, monkeypatch, capsys):
 
 def test_baselines_refuse_data_outside_the_unit_interval(tmp_path):
     with pytest.raises(ConfigError, match="--standardize"):
-        train(tiny("digits-dbn", standardize=True), out_dir=tmp_path / "a")
+        run_training(tiny("digits-dbn", standardize=True), out_dir=tmp_path / "a")
     x = np.random.default_rng(0).normal(size=(50, 6)).astype("float32")
     np.save(tmp_path / "x.npy", x)
     with pytest.raises(ConfigError, match="outside"):
-        train(tiny("digits-gsn", dataset=str(tmp_path / "x.npy")), out_dir=tmp_path / "b")
+        run_training(tiny("digits-gsn", dataset=str(tmp_path / "x.npy")), out_dir=tmp_path / "b")
 
 
 def test_the_estimator_api_refuses_baseline_presets():

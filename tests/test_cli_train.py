@@ -14,7 +14,7 @@ from gmmn.api import array_splits
 from gmmn.cli import main
 from gmmn.errors import ConfigError
 from gmmn.presets import get_preset
-from gmmn.runner import train
+from gmmn.training.run import run_training
 
 TINY = ["--iterations", "12", "--hidden", "16", "--sample-batch-size", "64",
         "--data-batch-size", "64", "--ae-hidden", "16,4", "--ae-dropout", "0.1,0.1",
@@ -114,7 +114,7 @@ def test_autoencoder_preset_refuses_data_smaller_than_its_code():
     cfg = dataclasses.replace(get_preset("digits-gmmn-ae"), iterations=2)
     splits = array_splits(np.random.default_rng(0).random((50, 6), dtype=np.float32))
     with pytest.raises(ConfigError, match="encodes into 12"):
-        train(cfg, splits=splits)
+        run_training(cfg, splits=splits)
 
 
 def test_api_fit_sample_save_load(tmp_path):
@@ -149,7 +149,7 @@ def test_samples_of_standardised_data_come_back_in_data_units(tmp_path):
     cfg = dataclasses.replace(get_preset("digits-gmmn"), iterations=200, hidden=(16,),
                               lr=0.1, sample_batch_size=64, data_batch_size=64,
                               sigmas=(0.5, 1.0, 2.0), sample_every=0)
-    train(cfg, splits=splits, out_dir=tmp_path)
+    run_training(cfg, splits=splits, out_dir=tmp_path)
     x = load_run(tmp_path).sample(2000, seed=0)
     assert torch.allclose(x.mean(0), mean, atol=0, rtol=0.05)
     assert x[:, 1].std() < 1  # in data units: column 1 varies by about 0.1
@@ -201,7 +201,7 @@ def test_reconstructions_need_an_autoencoder(tmp_path):
 
     cfg = dataclasses.replace(get_preset("digits-gmmn"), iterations=2, hidden=(8,),
                               sample_batch_size=16, data_batch_size=16, sample_every=0)
-    train(cfg, out_dir=tmp_path)
+    run_training(cfg, out_dir=tmp_path)
     with pytest.raises(DataError, match="no autoencoder"):
         Reconstructions(load_run(tmp_path), torch.zeros(3, 64))
 
@@ -220,3 +220,23 @@ def test_code_space_match_script_compares_generated_and_real_codes(ae_run):
     assert out.returncode == 0, out.stderr
     assert "50 codes of dimension 4" in out.stdout
     assert "median pairwise distance: generated" in out.stdout
+
+
+def test_cli_resume_reads_the_checkpoint_once_and_refuses_another_preset(tmp_path, monkeypatch,
+                                                                         capsys):
+    import gmmn.training.run as run
+
+    out = str(tmp_path / "run")
+    flags = ["--out", out, "--no-progress", "--iterations", "4", "--hidden", "8",
+             "--sample-batch-size", "32", "--data-batch-size", "32", "--checkpoint-every", "2"]
+    assert main(["train", "--preset", "digits-gmmn", *flags]) == 0
+    reads = []
+    real = run.load_checkpoint
+    monkeypatch.setattr(run, "load_checkpoint", lambda *a, **kw: reads.append(a) or real(*a, **kw))
+    # no --preset and no flags: the stored config, from the one read of the checkpoint
+    assert main(["train", "--resume", *flags[:3]]) == 0
+    assert len(reads) == 1
+    reads.clear()
+    assert main(["train", "--resume", "--preset", "digits-gmmn-ae", *flags]) == 2
+    assert "holds a run of preset 'digits-gmmn', not 'digits-gmmn-ae'" in capsys.readouterr().err
+    assert len(reads) == 1

@@ -16,7 +16,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from conftest import SRC
-from gmmn.distributed import (
+from gmmn.errors import ConfigError
+from gmmn.models import build_model
+from gmmn.presets import get_preset
+from gmmn.training.distributed import (
     all_gather,
     check_config,
     data_parallel_hooks,
@@ -24,12 +27,9 @@ from gmmn.distributed import (
     from_main,
     launch,
 )
-from gmmn.errors import ConfigError
-from gmmn.models import build_model
-from gmmn.presets import get_preset
-from gmmn.runner import train
-from gmmn.stages import GMMNStage
-from gmmn.train import Hooks, train_loop
+from gmmn.training.loop import Hooks, train_loop
+from gmmn.training.run import run_training
+from gmmn.training.stages import GMMNStage
 
 WORLD = 2
 CFG = dataclasses.replace(get_preset("digits-gmmn"), iterations=6, hidden=(16, 32),
@@ -130,6 +130,9 @@ def test_distributed_config_checks_name_the_flag():
     with pytest.raises(ConfigError, match="baseline trains in one process"):
         check_config(dataclasses.replace(CFG, baseline="dbn", baseline_hidden=(8,)), 2)
     check_config(dataclasses.replace(CFG, baseline="dbn", baseline_hidden=(8,)), 1)
+    with pytest.raises(ConfigError, match="GAN baseline trains in one process"):
+        check_config(dataclasses.replace(CFG, gan=True), 2)
+    check_config(dataclasses.replace(CFG, gan=True), 1)
     check_config(CFG, 2)
     check_config(dataclasses.replace(CFG, sample_batch_size=7), 1)
 
@@ -189,7 +192,7 @@ def test_distributed_cli_under_torchrun_writes_once_and_resumes(tmp_path):
 
     resumed = tmp_path / "resumed"
     with pytest.raises(Stop):
-        train(cfg, out_dir=resumed, callback=stop_after_10)
+        run_training(cfg, out_dir=resumed, callback=stop_after_10)
     again = _torchrun("--resume", "--out", str(resumed))
     assert again.returncode == 0, again.stderr
     a, b = _rows(fresh), _rows(resumed)

@@ -14,7 +14,7 @@ from gmmn.evaluate.report import evaluate_run
 
 
 class FakeRun:
-    """The interface of gmmn.train's load_run result: samples are noisy training rows."""
+    """The interface of gmmn.load_run's result: samples are noisy training rows."""
 
     prior_dim = 4
     image_shape = (8, 8)

@@ -12,14 +12,15 @@ import pytest
 import torch
 
 from gmmn import load_run
-from gmmn.checkpoint import load_checkpoint
 from gmmn.cli import main
 from gmmn.errors import ConfigError
-from gmmn.gan import GanStage, discriminator_loss, gan_schedule, generator_loss
 from gmmn.models import Discriminator, build_model
 from gmmn.presets import GAN_PAPER_SGD, get_preset
-from gmmn.runner import train
-from gmmn.train import train_loop
+from gmmn.training.checkpoint import load_checkpoint
+from gmmn.training.gan import GanStage, discriminator_loss, generator_loss
+from gmmn.training.loop import train_loop
+from gmmn.training.optim import gan_schedule
+from gmmn.training.run import run_training
 
 TINY = {"iterations": 12, "hidden": (16,), "disc_hidden": (8,), "disc_pieces": 3,
         "disc_dropout": (0.2, 0.5), "sample_batch_size": 32, "data_batch_size": 32,
@@ -117,16 +118,16 @@ def test_resume_is_bit_identical(tmp_path, optimizer):
     if optimizer == "sgd":
         cfg = dataclasses.replace(cfg, lr=0.05, momentum=0.5, gan_momentum_ramp=6,
                                   gan_lr_decay=1.05)
-    train(cfg, out_dir=tmp_path / "whole")
+    run_training(cfg, out_dir=tmp_path / "whole")
 
     def stop(info):  # after the checkpoint of iteration 8
         if info.iteration == 10:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(cfg, out_dir=tmp_path / "broken", callback=stop)
+        run_training(cfg, out_dir=tmp_path / "broken", callback=stop)
     assert load_checkpoint(tmp_path / "broken" / "checkpoint.pt")["iteration"] == 8
-    train(cfg, out_dir=tmp_path / "broken", resume=True)
+    run_training(cfg, out_dir=tmp_path / "broken", resume=True)
     a = load_checkpoint(tmp_path / "whole" / "checkpoint.pt")["model"]
     b = load_checkpoint(tmp_path / "broken" / "checkpoint.pt")["model"]
     assert any(k.startswith("discriminator.") for k in a)

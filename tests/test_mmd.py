@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gmmn.mmd._kernels import make_spec, power_plan
 from gmmn.mmd import MMDError, median_heuristic, mmd2, mmd_loss, paper_sigmas
+from gmmn.mmd._kernels import make_spec, power_plan
 
 F64 = torch.float64
 

@@ -179,8 +179,8 @@ def test_tiled_path_gives_the_dense_statistic_and_p_value(estimator, n, m):
 
 
 def test_large_samples_choose_the_tiled_path_within_the_budget():
-    from gmmn.mmd._perm import plan
     from gmmn.mmd import PERM_MEMORY_BUDGET
+    from gmmn.mmd._perm import plan
 
     # Two 20000 x 10 arrays: the dense kernel matrix alone would be 12.8 GB.
     for n_total, perms in ((40_000, 1000), (200_000, 200)):

@@ -23,7 +23,6 @@ import torch
 
 import gmmn.evaluate.report as report_mod
 from gmmn import GMMN, load_run
-from gmmn.checkpoint import load_checkpoint, save_checkpoint
 from gmmn.cli import main
 from gmmn.config import RANGES, TrainConfig, field_types
 from gmmn.data import load_dataset
@@ -38,7 +37,8 @@ from gmmn.errors import (
 from gmmn.evaluate.report import evaluate_run
 from gmmn.files import RunLock
 from gmmn.presets import get_preset
-from gmmn.runner import train
+from gmmn.training.checkpoint import load_checkpoint, save_checkpoint
+from gmmn.training.run import run_training
 
 SRC = pathlib.Path(__file__).resolve().parents[1] / "src"
 TINY = {"iterations": 12, "hidden": (16,), "sample_batch_size": 32, "data_batch_size": 32,
@@ -67,7 +67,7 @@ def _stop_at(iteration: int):
 def _interrupted_run(out, cfg: TrainConfig, *, at: int = 7) -> None:
     """A run in ``out`` whose last checkpoint is iteration ``at - 1``."""
     with pytest.raises(Stop):
-        train(cfg, out_dir=out, callback=_stop_at(at))
+        run_training(cfg, out_dir=out, callback=_stop_at(at))
 
 
 def _one_line_error(capsys, *words: str) -> str:
@@ -96,7 +96,7 @@ def _rows(path) -> list[dict]:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny") / "run"
-    train(_cfg(iterations=3), out_dir=out)
+    run_training(_cfg(iterations=3), out_dir=out)
     return out
 
 
@@ -107,11 +107,11 @@ def test_a_second_run_in_a_busy_folder_refuses_and_writes_nothing(tmp_path, caps
     out.mkdir()
     with RunLock(out):  # held as another process holds it (its own open file)
         with pytest.raises(CheckpointError, match="in use by another gmmn process"):
-            train(_cfg(), out_dir=out)
+            run_training(_cfg(), out_dir=out)
         assert main(["train", "--preset", "digits-gmmn", "--out", str(out), *TINY_FLAGS]) == 2
         _one_line_error(capsys, "in use by another gmmn process", f"pid {os.getpid()}")
         assert sorted(p.name for p in out.iterdir()) == [".lock"]
-    train(_cfg(iterations=2), out_dir=out)  # released: the folder is usable again
+    run_training(_cfg(iterations=2), out_dir=out)  # released: the folder is usable again
     assert load_checkpoint(out / "checkpoint.pt")["done"]
 
 
@@ -120,7 +120,7 @@ def test_a_second_run_in_a_busy_folder_refuses_and_writes_nothing(tmp_path, caps
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_checkpoints_stops_and_resumes_bit_identical(tmp_path, sig):
     cfg = _cfg()  # checkpoint_every 0: only the signal writes one mid-stage
-    train(cfg, out_dir=tmp_path / "whole")
+    run_training(cfg, out_dir=tmp_path / "whole")
     before = signal.getsignal(sig)
 
     def send(step):
@@ -128,24 +128,24 @@ def test_a_signal_checkpoints_stops_and_resumes_bit_identical(tmp_path, sig):
             signal.raise_signal(sig)
 
     with pytest.raises(TrainingInterrupted, match=f"{sig.name} at gmmn iteration 7") as info:
-        train(cfg, out_dir=tmp_path / "cut", callback=send)
+        run_training(cfg, out_dir=tmp_path / "cut", callback=send)
     assert info.value.signum == sig and signal.getsignal(sig) is before
     state = load_checkpoint(tmp_path / "cut" / "checkpoint.pt")
     assert (state["iteration"], state["done"]) == (7, False)
-    train(cfg, out_dir=tmp_path / "cut", resume=True)
+    run_training(cfg, out_dir=tmp_path / "cut", resume=True)
     _same_run(tmp_path / "whole", tmp_path / "cut")
 
 
 def test_the_cli_exits_128_plus_the_signal_after_the_checkpoint(tmp_path, capsys, monkeypatch):
-    import gmmn.runner as runner
+    import gmmn.training.run as runner
 
-    real = runner.train
+    real = runner.run_training
 
     def train_with_sigterm(cfg, **kw):
         kw["callback"] = lambda step: step.iteration == 5 and signal.raise_signal(signal.SIGTERM)
         return real(cfg, **kw)
 
-    monkeypatch.setattr(runner, "train", train_with_sigterm)
+    monkeypatch.setattr(runner, "run_training", train_with_sigterm)
     out = tmp_path / "run"
     code = main(["train", "--preset", "digits-gmmn", "--out", str(out), *TINY_FLAGS])
     assert code == 128 + signal.SIGTERM
@@ -196,13 +196,13 @@ def test_resume_refuses_changed_data_and_accepts_checkpoints_without_a_fingerpri
     _interrupted_run(out, cfg)
     np.save(data, x * 99)  # other values, other output layer
     with pytest.raises(CheckpointError, match="is not the data the run .* was trained on"):
-        train(cfg, out_dir=out, resume=True)
+        run_training(cfg, out_dir=out, resume=True)
     np.save(data, x)
     state = load_checkpoint(out / "checkpoint.pt")
     assert set(state["data"]["fingerprint"]) == {"shape", "min", "max", "sha256"}
     del state["data"]["fingerprint"]  # as written before fingerprints existed
     save_checkpoint(state, out / "checkpoint.pt")
-    train(cfg, out_dir=out, resume=True)
+    run_training(cfg, out_dir=out, resume=True)
     assert load_checkpoint(out / "checkpoint.pt")["done"]
 
 
@@ -217,7 +217,7 @@ def test_start_and_resume_remove_temp_files_of_killed_writes(tmp_path):
     (out / "checkpoint.pt.d4e5f6.tmp").write_bytes(b"x" * 1000)
     (out / "samples-gmmn.png.g7h8i9.tmp").write_bytes(b"x" * 10)
     (out / "notes.tmp").write_text("the user's own file")
-    train(_cfg(checkpoint_every=3), out_dir=out, resume=True)
+    run_training(_cfg(checkpoint_every=3), out_dir=out, resume=True)
     assert [p.name for p in out.glob("*.tmp")] == ["notes.tmp"]
 
 
@@ -227,8 +227,8 @@ def test_resume_recreates_a_deleted_metrics_file_cleanly(tmp_path, caplog):
     out = tmp_path / "run"
     _interrupted_run(out, _cfg(checkpoint_every=3))
     (out / "metrics.jsonl").unlink()
-    with caplog.at_level(logging.WARNING, logger="gmmn.runner"):
-        train(_cfg(checkpoint_every=3), out_dir=out, resume=True)
+    with caplog.at_level(logging.WARNING, logger="gmmn.training.run"):
+        run_training(_cfg(checkpoint_every=3), out_dir=out, resume=True)
     raw = (out / "metrics.jsonl").read_bytes()
     assert b"\0" not in raw
     assert [r["iteration"] for r in _rows(out / "metrics.jsonl")] == [8, 10, 12]
@@ -253,7 +253,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_error_and_keeps_the_old_file(tmp
             _full_disk(monkeypatch)
 
     with pytest.raises(OutputError, match=f"no space left on {out} while writing checkpoint.pt"):
-        train(_cfg(checkpoint_every=3), out_dir=out, callback=fill_disk)
+        run_training(_cfg(checkpoint_every=3), out_dir=out, callback=fill_disk)
     monkeypatch.undo()
     assert load_checkpoint(out / "checkpoint.pt")["iteration"] == 3
     assert not list(out.glob("*.tmp"))
@@ -271,7 +271,7 @@ def test_a_full_disk_during_sampling_leaves_no_file(tiny_run, tmp_path, monkeypa
 
 
 def test_a_full_disk_while_logging_metrics_is_one_error(tmp_path, monkeypatch):
-    import gmmn.runner as runner
+    import gmmn.training.run as runner
 
     class Full:  # metrics.jsonl on a disk that fills up after the first line
         def __init__(self, f):
@@ -289,7 +289,7 @@ def test_a_full_disk_while_logging_metrics_is_one_error(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "open", lambda *a, **kw: Full(open(*a, **kw)), raising=False)
     out = tmp_path / "run"
     with pytest.raises(OutputError, match=f"no space left on {out} while writing metrics.jsonl"):
-        train(_cfg(), out_dir=out)
+        run_training(_cfg(), out_dir=out)
 
 
 # --- row 6 (training half): divergence is named as such ---------------------------------------
@@ -297,7 +297,7 @@ def test_a_full_disk_while_logging_metrics_is_one_error(tmp_path, monkeypatch):
 def test_divergence_names_the_iteration_and_lr_not_the_data(tmp_path, capsys):
     with pytest.raises(TrainingDiverged, match=r"diverged in stage gmmn: its mmd loss became "
                                                r"(nan|inf) at iteration \d+ \(lr 1000"):
-        train(_cfg(output="linear", lr=1000.0))
+        run_training(_cfg(output="linear", lr=1000.0))
     out = tmp_path / "run"
     assert main(["train", "--preset", "digits-gmmn", "--output", "linear", "--lr", "1000",
                  "--out", str(out), *TINY_FLAGS]) == 2
@@ -308,15 +308,15 @@ def test_divergence_names_the_iteration_and_lr_not_the_data(tmp_path, capsys):
 # --- row 10: a data batch larger than the data ------------------------------------------------
 
 def test_a_data_batch_larger_than_the_training_split_is_capped_with_a_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger="gmmn.runner"):
-        result = train(_cfg(iterations=2, data_batch_size=100000))
+    with caplog.at_level(logging.WARNING, logger="gmmn.training.run"):
+        result = run_training(_cfg(iterations=2, data_batch_size=100000))
     assert any("--data-batch-size 100000 exceeds the 1437 training rows" in r.getMessage()
                for r in caplog.records)
     assert result.checkpoint["done"]
 
 
 def test_the_batch_sampler_never_draws_more_rows_than_the_data_holds():
-    from gmmn.stages import BatchSampler
+    from gmmn.training.stages import BatchSampler
 
     data = torch.arange(7.0)[:, None]
     sampler = BatchSampler(data, 100000, torch.Generator().manual_seed(0))
@@ -452,21 +452,21 @@ def test_a_sigmoid_output_on_data_outside_the_unit_interval_is_refused(tmp_path)
     path = tmp_path / "wide.npy"
     np.save(path, np.random.default_rng(0).uniform(0, 99, (60, 4)).astype(np.float32))
     with pytest.raises(ConfigError, match=r"--output sigmoid keeps samples in \[0, 1\]"):
-        train(_cfg(dataset=str(path), output="sigmoid"))
+        run_training(_cfg(dataset=str(path), output="sigmoid"))
 
 
 # --- row 18: kernel scales far from the data ---------------------------------------------------
 
 @pytest.mark.parametrize("sigma", [1e30, 1e-4])
 def test_scales_far_from_every_distance_are_warned_about(caplog, sigma):
-    with caplog.at_level(logging.WARNING, logger="gmmn.stages"):
-        train(_cfg(iterations=1, sigmas=(sigma,)))
+    with caplog.at_level(logging.WARNING, logger="gmmn.training.stages"):
+        run_training(_cfg(iterations=1, sigmas=(sigma,)))
     assert any("every kernel scale" in r.getMessage() for r in caplog.records)
 
 
 def test_scales_near_the_data_are_not_warned_about(caplog):
-    with caplog.at_level(logging.WARNING, logger="gmmn.stages"):
-        train(_cfg(iterations=1))
+    with caplog.at_level(logging.WARNING, logger="gmmn.training.stages"):
+        run_training(_cfg(iterations=1))
     assert not any("every kernel scale" in r.getMessage() for r in caplog.records)
 
 
@@ -590,7 +590,7 @@ def test_a_signalled_cli_run_saves_exits_and_resumes_bit_identical(tmp_path, sig
     resumed = _start(out, "--checkpoint-every", "0", "--resume")
     assert resumed.wait(timeout=300) == 0, resumed.communicate()
     cfg = _cfg(**SLOW_CFG)
-    train(cfg, out_dir=tmp_path / "whole")
+    run_training(cfg, out_dir=tmp_path / "whole")
     _same_run(tmp_path / "whole", out)
 
 
@@ -612,7 +612,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_leaves_no_temp_files(tmp_pa
     last = _start(out, "--checkpoint-every", "1", *(["--resume"] if kills else []))
     assert last.wait(timeout=300) == 0, last.communicate()
     assert kills >= 3 and not list(out.glob("*.tmp"))
-    train(_cfg(**SLOW_CFG, checkpoint_every=1), out_dir=tmp_path / "whole")
+    run_training(_cfg(**SLOW_CFG, checkpoint_every=1), out_dir=tmp_path / "whole")
     _same_run(tmp_path / "whole", out)
 
 

@@ -126,7 +126,7 @@ def test_train_command_rebuilds_the_config():
     for name in ("digits-gmmn-ae", "mnist-gan"):
         cfg = scale_iterations(dataclasses.replace(get_preset(name), seed=3), 0.01)
         args = build_parser().parse_args(train_command(cfg, Path("x")).split()[1:])
-        assert build_config(args, "x") == cfg
+        assert build_config(args, "x") == (cfg, None)
 
 
 def test_scaling_touches_only_what_a_model_uses():

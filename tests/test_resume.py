@@ -14,10 +14,10 @@ import time
 import pytest
 import torch
 
-from gmmn.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from gmmn.errors import CheckpointError
 from gmmn.presets import get_preset
-from gmmn.runner import train
+from gmmn.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from gmmn.training.run import run_training
 
 SRC = pathlib.Path(__file__).resolve().parents[1] / "src"
 
@@ -62,14 +62,14 @@ def _cli(*args, **kw):
 
 def test_resume_in_a_second_process_is_bit_identical(tmp_path):
     cfg = dataclasses.replace(get_preset("digits-gmmn-ae"), **TINY_AE)
-    train(cfg, out_dir=tmp_path / "whole")
+    run_training(cfg, out_dir=tmp_path / "whole")
 
     def stop(info):  # stop in fine-tuning, after the checkpoint of iteration 15
         if info.stage == "finetune" and info.iteration == 17:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(cfg, out_dir=tmp_path / "broken", callback=stop)
+        run_training(cfg, out_dir=tmp_path / "broken", callback=stop)
     state = load_checkpoint(tmp_path / "broken" / "checkpoint.pt")
     assert (state["stage"], state["iteration"], state["done"]) == ("finetune", 15, False)
     assert state["stage_state"]["best_state"] is not None  # best AE so far travels along
@@ -108,23 +108,23 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     cfg = dataclasses.replace(
         get_preset("digits-gmmn"), iterations=1500, hidden=(16,), sample_batch_size=32,
         data_batch_size=32, checkpoint_every=100, log_every=50, sample_every=0, late_from=200)
-    train(cfg, out_dir=tmp_path / "whole")
+    run_training(cfg, out_dir=tmp_path / "whole")
     _assert_same_run(tmp_path / "whole", run)
 
 
 def test_resume_refuses_another_preset_and_changed_settings(tmp_path, cli):
     cfg = dataclasses.replace(get_preset("digits-gmmn"), iterations=4, hidden=(8,),
                               sample_batch_size=16, data_batch_size=16, sample_every=0)
-    train(cfg, out_dir=tmp_path)
+    run_training(cfg, out_dir=tmp_path)
     out = cli("train", "--preset", "digits-gmmn-ae", "--out", str(tmp_path), "--resume")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "preset 'digits-gmmn'" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     with pytest.raises(CheckpointError, match="--lr"):
-        train(dataclasses.replace(cfg, lr=0.5), out_dir=tmp_path, resume=True)
+        run_training(dataclasses.replace(cfg, lr=0.5), out_dir=tmp_path, resume=True)
     with pytest.raises(CheckpointError, match="--resume"):
-        train(cfg, out_dir=tmp_path)  # never overwrite a run silently
+        run_training(cfg, out_dir=tmp_path)  # never overwrite a run silently
     # A finished run resumes to itself.
-    assert train(cfg, out_dir=tmp_path, resume=True).checkpoint["done"]
+    assert run_training(cfg, out_dir=tmp_path, resume=True).checkpoint["done"]
 
 
 def test_resume_without_checkpoint_starts_from_the_beginning(tmp_path):
@@ -132,7 +132,7 @@ def test_resume_without_checkpoint_starts_from_the_beginning(tmp_path):
                               sample_batch_size=16, data_batch_size=16, log_every=1,
                               sample_every=0)
     (tmp_path / "metrics.jsonl").write_text('{"stale": true}\n')
-    train(cfg, out_dir=tmp_path, resume=True)
+    run_training(cfg, out_dir=tmp_path, resume=True)
     assert [r[1] for r in _metrics(tmp_path)] == [1, 2, 3, 4]
     doc = json.loads((tmp_path / "config.json").read_text())
     assert doc["config"]["preset"] == "digits-gmmn"
@@ -177,19 +177,19 @@ TINY_BASELINE = {"iterations": 10, "baseline_hidden": (12, 6), "data_batch_size"
                                              ("digits-gsn", "gsn")])
 def test_baseline_resume_is_bit_identical(tmp_path, name, stop_stage):
     cfg = dataclasses.replace(get_preset(name), **TINY_BASELINE)
-    train(cfg, out_dir=tmp_path / "whole")
+    run_training(cfg, out_dir=tmp_path / "whole")
 
     def stop(info):  # after the checkpoint of iteration 6, before that of 9
         if info.stage == stop_stage and info.iteration == 8:
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        train(cfg, out_dir=tmp_path / "broken", callback=stop)
+        run_training(cfg, out_dir=tmp_path / "broken", callback=stop)
     state = load_checkpoint(tmp_path / "broken" / "checkpoint.pt")
     assert (state["stage"], state["iteration"]) == (stop_stage, 6)
     if name == "digits-dbn":  # the persistent chains travel in the checkpoint
         assert state["stage_state"]["chains"]["started"]
-    train(cfg, out_dir=tmp_path / "broken", resume=True)
+    run_training(cfg, out_dir=tmp_path / "broken", resume=True)
     wa = _weights(tmp_path / "whole" / "checkpoint.pt")
     wb = _weights(tmp_path / "broken" / "checkpoint.pt")
     assert wa.keys() == wb.keys()

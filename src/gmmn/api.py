@@ -14,13 +14,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gmmn.checkpoint import CHECKPOINT_NAME, checkpoint_config, load_checkpoint, save_checkpoint
-from gmmn.config import TrainConfig
+from gmmn.config import TrainConfig, flag
 from gmmn.data.splits import check_array, standardize
 from gmmn.errors import CheckpointError, ConfigError, DataError
 from gmmn.models import GenerativeModel
-from gmmn.runner import build_run_model, to_data_units, train
-from gmmn.stages import median_distance
+from gmmn.training.checkpoint import (
+    CHECKPOINT_NAME,
+    checkpoint_config,
+    load_checkpoint,
+    save_checkpoint,
+)
+from gmmn.training.run import build_run_model, run_training, to_data_units
+from gmmn.training.stages import median_distance
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +84,7 @@ class Run:
         if not given:
             return self
         if not self.baseline:
-            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            flags = ", ".join(flag(k) for k in given)
             raise ConfigError(f"{flags} set a baseline's Markov chain, but this run "
                               f"({self.config.preset}) samples from its prior; drop them")
         unknown = set(given) - set(CHAIN_FIELDS)
@@ -96,7 +101,7 @@ class Run:
 
     def _starts(self) -> torch.Tensor:
         if self.chain_rows is None:
-            from gmmn.runner import load_splits
+            from gmmn.training.run import load_splits
 
             self.chain_rows = _checked_rows(load_splits(self.config).train, self.data)
         return self.chain_rows
@@ -140,7 +145,7 @@ CHAIN_FIELDS = ("chains", "burn_in", "thin", "chain_noise", "chain_noise_space")
 
 
 def _checked_rows(train: torch.Tensor, info: dict) -> torch.Tensor:
-    from gmmn.runner import fingerprint
+    from gmmn.training.run import fingerprint
 
     stored = info.get("fingerprint")
     if stored is not None and fingerprint(train)["sha256"] != stored["sha256"]:
@@ -318,7 +323,7 @@ class GMMN:
     def fit(self, X, *, image_shape: tuple[int, int] | None = None, callback=None) -> GMMN:
         """Train on the rows of ``X`` (N, D); returns ``self``."""
         splits = array_splits(X, image_shape=image_shape)
-        result = train(self._config(splits), splits=splits, callback=callback)
+        result = run_training(self._config(splits), splits=splits, callback=callback)
         self._state = result.checkpoint
         self.run_ = _run_from_state(self._state, device=self.device)
         return self

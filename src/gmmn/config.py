@@ -30,82 +30,132 @@ GSN_COSTS = ("bce", "mse")
 CHAIN_NOISE_SPACES = ("hidden", "input")
 
 
+def _f(default, help: str):
+    """A config field with its one line of ``gmmn train --help`` (the flag: :func:`flag`)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a run needs; see :mod:`gmmn.presets` for the reason behind each value."""
 
     preset: str = "custom"
     # --- data and run ---
-    dataset: str = "digits"
-    data_dir: str | None = None
-    standardize: bool = False
-    seed: int = 0
-    device: str = "auto"
-    checkpoint_every: int = 1000
-    log_every: int = 100
-    sample_every: int = 5000
+    dataset: str = _f("digits",
+                      "dataset name (digits, mnist, fashion-mnist, tfd) or a path to your data")
+    data_dir: str | None = _f(None, "where dataset files are looked for / cached")
+    standardize: bool = _f(False, "z-score each feature (the generator output becomes linear)")
+    seed: int = _f(0, "seed of weights, prior noise, dropout and data order")
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+    checkpoint_every: int = _f(1000, "checkpoint every N iterations (0: only at stage ends)")
+    log_every: int = _f(100, "a metrics.jsonl line every N iterations")
+    sample_every: int = _f(5000,
+                           "a sample grid every N iterations (image data; 0: only at the end)")
     # --- generator (data-space or code-space GMMN) ---
-    prior_dim: int = 10
-    hidden: tuple[int, ...] = (64, 256, 256, 1024)
-    output: str = "auto"  # auto: sigmoid for [0, 1] data and codes, linear otherwise
-    init_std: float | None = 0.1  # None: PyTorch's default initialisation
-    sigmas: tuple[float, ...] = (1.0,)  # kernel standard deviations
-    sigma_weights: tuple[float, ...] | None = None
+    prior_dim: int = _f(10, "dimension of the uniform prior on [-1, 1]")
+    hidden: tuple[int, ...] = _f((64, 256, 256, 1024),
+                                 "generator hidden layer sizes, comma-separated")
+    # auto: sigmoid for [0, 1] data and codes, linear otherwise
+    output: str = _f("auto", "generator output: auto, sigmoid or linear")
+    # None: PyTorch's default initialisation
+    init_std: float | None = _f(0.1,
+                                "initial weights init_std * N(0, 1), biases 0 ('none': PyTorch "
+                                "default)")
+    sigmas: tuple[float, ...] = _f((1.0,),
+                                   "kernel standard deviations, comma-separated, or mnist, tfd, "
+                                   "mnist-code, tfd-code")
+    sigma_weights: tuple[float, ...] | None = _f(None,
+                                                 "one weight per kernel scale (default all 1)")
     # --- GMMN optimisation ---
-    iterations: int = 40000
-    lr: float = 2.0
-    momentum: float = 0.9
-    late_from: int = 10000
-    late_lr_factor: float = 0.1
-    late_momentum: float = 0.99
-    sample_batch_size: int = 1000
-    data_batch_size: int = 1000
+    iterations: int = _f(40000,
+                         "GMMN iterations (GAN: iterations; dbn, scae: per layer; gsn: in all)")
+    lr: float = _f(2.0, "GMMN learning rate (also the GAN's and the baselines')")
+    momentum: float = _f(0.9, "GMMN momentum (also the GAN's and the baselines')")
+    late_from: int = _f(10000, "iteration from which lr * late_lr_factor and late_momentum apply")
+    late_lr_factor: float = _f(0.1, "lr factor from late_from on")
+    late_momentum: float = _f(0.99, "momentum from late_from on")
+    sample_batch_size: int = _f(1000, "generated samples per GMMN step")
+    data_batch_size: int = _f(1000,
+                              "data (or code) points per GMMN step (released code: 100); GAN and "
+                              "baselines: their minibatch")
     # --- autoencoder (GMMN+AE) ---
-    autoencoder: bool = False
-    ae_hidden: tuple[int, ...] = (1024, 32)
-    ae_dropout: tuple[float, ...] = (0.2, 0.5)
-    released_dropout: bool = True
-    ae_lr: float = 0.1
-    ae_batch_size: int = 100
-    ae_clip: float = 10.0
-    pretrain_iterations: int = 3000
-    pretrain_momentum: float = 0.5
-    finetune_iterations: int = 3000
-    finetune_momentum: tuple[float, ...] = (0.0, 0.5, 0.9)
-    finetune_momentum_from: tuple[int, ...] = (1, 50, 200)
-    ae_eval_every: int = 100
-    # --- GAN baseline (Goodfellow et al. 2014; see gmmn.gan) ---
-    gan: bool = False
-    gan_optimizer: str = "sgd"  # sgd: released-form SGD (gmmn.train); adam: gmmn.gan.Adam
-    disc_hidden: tuple[int, ...] = (240, 240)
-    disc_pieces: int = 5
-    disc_dropout: tuple[float, ...] = (0.2, 0.5, 0.5)
-    gan_final_momentum: float = 0.7
-    gan_momentum_ramp: int = 137500
-    gan_lr_decay: float = 1.000004
-    gan_min_lr: float = 1e-6
-    gan_label_smoothing: float = 0.0  # one-sided: real images' target is 1 - this
+    autoencoder: bool = _f(False, "GMMN+AE: train an autoencoder and the GMMN on its codes")
+    ae_hidden: tuple[int, ...] = _f((1024, 32),
+                                    "encoder layer sizes after the input, comma-separated (last: "
+                                    "code size)")
+    ae_dropout: tuple[float, ...] = _f((0.2, 0.5),
+                                       "dropout rate on each encoder layer's input, comma- "
+                                       "separated")
+    released_dropout: bool = _f(True,
+                                "released-code dropout: masks not rescaled, weights / (1-p) on "
+                                "copy")
+    ae_lr: float = _f(0.1, "autoencoder learning rate (pretraining and fine-tuning)")
+    ae_batch_size: int = _f(100, "autoencoder batch size")
+    ae_clip: float = _f(10.0, "autoencoder gradient-norm clip")
+    pretrain_iterations: int = _f(3000, "layer-wise pretraining iterations per layer (0: skip)")
+    pretrain_momentum: float = _f(0.5, "pretraining momentum")
+    finetune_iterations: int = _f(3000, "fine-tuning iterations (0: skip)")
+    finetune_momentum: tuple[float, ...] = _f((0.0, 0.5, 0.9),
+                                              "fine-tuning momenta, comma-separated")
+    finetune_momentum_from: tuple[int, ...] = _f((1, 50, 200),
+                                                 "iteration (from 1) where each fine-tuning "
+                                                 "momentum starts")
+    ae_eval_every: int = _f(100, "fine-tuning: training loss every N iterations, best kept")
+    # --- GAN baseline (Goodfellow et al. 2014; see gmmn.training.gan) ---
+    gan: bool = _f(False,
+                   "GAN baseline: train the generator against a discriminator instead of the MMD")
+    # sgd: released-form SGD; adam: Adam (gmmn.training.optim)
+    gan_optimizer: str = _f("sgd",
+                            "GAN: sgd (released-form SGD with momentum) or adam (momentum = beta1)")
+    disc_hidden: tuple[int, ...] = _f((240, 240),
+                                      "GAN discriminator hidden layer sizes (maxout units), comma- "
+                                      "separated")
+    disc_pieces: int = _f(5, "GAN discriminator: linear pieces per maxout unit")
+    disc_dropout: tuple[float, ...] = _f((0.2, 0.5, 0.5),
+                                         "GAN discriminator: dropout rate on each layer's input, "
+                                         "comma-separated")
+    gan_final_momentum: float = _f(0.7, "GAN: momentum rises linearly from --momentum to this")
+    gan_momentum_ramp: int = _f(137500, "GAN: iterations over which the momentum rises")
+    gan_lr_decay: float = _f(1.000004, "GAN: lr divided by this every iteration")
+    gan_min_lr: float = _f(1e-6, "GAN: the decayed lr never falls below this")
+    # one-sided: real images' target is 1 - this
+    gan_label_smoothing: float = _f(0.0,
+                                    "GAN: one-sided label smoothing, the discriminator's target "
+                                    "for real images is 1 minus this (0: the GAN paper's loss)")
     # --- DBN, stacked CAE and deep GSN baselines (gmmn.baselines; docs/baselines.md). They
     # reuse iterations (per layer for the greedy dbn and scae), lr, momentum,
     # data_batch_size and, for the RBMs, init_std. ---
-    baseline: str | None = None  # dbn, scae or gsn; None: GMMN, GMMN+AE or GAN
-    baseline_hidden: tuple[int, ...] = (1000, 1000)
-    cd_k: int = 1
-    pcd: bool = True  # persistent chains, one per row of a batch (SML; Tieleman 2008)
-    contraction: float = 0.1
-    walkbacks: int = 4
-    gsn_cost: str = "bce"
-    gsn_input_noise: float = 0.4
-    gsn_hidden_noise: float = 2.0
-    anneal_every: int = 0  # 0: constant lr
-    anneal_factor: float = 1.0
+    # dbn, scae or gsn; None: GMMN, GMMN+AE or GAN
+    baseline: str | None = _f(None,
+                              "train a quoted row instead: dbn, scae (stacked CAE) or gsn (deep "
+                              "GSN)")
+    baseline_hidden: tuple[int, ...] = _f((1000, 1000),
+                                          "baseline hidden layer sizes, comma-separated (dbn, "
+                                          "scae: one per greedy stage)")
+    cd_k: int = _f(1, "dbn: Gibbs steps per update of the negative phase (CD-k or PCD-k)")
+    # persistent chains, one per row of a batch (SML; Tieleman 2008)
+    pcd: bool = _f(True, "dbn: persistent chains (PCD / SML), one per batch row; --no-pcd: CD-k")
+    contraction: float = _f(0.1, "scae: weight lambda of the contractive penalty ||dh/dx||_F^2")
+    walkbacks: int = _f(4, "gsn: walkback steps per update, one reconstruction term each")
+    gsn_cost: str = _f("bce", "gsn: reconstruction cost, bce or mse")
+    gsn_input_noise: float = _f(0.4, "gsn: salt-and-pepper probability on the visible layer")
+    gsn_hidden_noise: float = _f(2.0,
+                                 "gsn: std of the Gaussian noise on hidden layers (not the first)")
+    # 0: constant lr
+    anneal_every: int = _f(0,
+                           "baselines: multiply lr by --anneal-factor every N iterations (0: "
+                           "never)")
+    anneal_factor: float = _f(1.0, "baselines: lr factor applied every --anneal-every iterations")
     # How samples are drawn from a baseline's own Markov chain (also flags of gmmn sample and
     # gmmn evaluate); defaults: the deep GSN's released sampler.
-    chains: int = 1
-    burn_in: int = 0
-    thin: int = 1
-    chain_noise: float = 1.0  # stacked CAE: sigma of the chain's noise
-    chain_noise_space: str = "hidden"
+    chains: int = _f(1, "baseline sampling: chains run side by side, each from a training row")
+    burn_in: int = _f(0, "baseline sampling: transitions before the first kept state")
+    thin: int = _f(1, "baseline sampling: keep every N-th state (1: consecutive states)")
+    # stacked CAE: sigma of the chain's noise
+    chain_noise: float = _f(1.0, "scae sampling: std of the chain's Gaussian noise (sigma)")
+    chain_noise_space: str = _f("hidden",
+                                "scae sampling: noise in hidden space (J J^T alpha, released code) "
+                                "or input space (J eps)")
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -118,7 +168,7 @@ class TrainConfig:
             raise ConfigError("--sigma-weights needs one weight per value of --sigmas")
         for name in ("sigmas", "ae_hidden", "disc_hidden"):
             if not getattr(self, name):
-                raise ConfigError(f"{_flag(name)} needs at least one value")
+                raise ConfigError(f"{flag(name)} needs at least one value")
         if len(self.ae_dropout) != len(self.ae_hidden):
             raise ConfigError(f"--ae-dropout needs one rate per encoder layer "
                               f"({len(self.ae_hidden)}), got {len(self.ae_dropout)}")
@@ -264,11 +314,18 @@ def _check_ranges(cfg: TrainConfig) -> None:
             if not (above and below):
                 whole = all(isinstance(x, int) for x in values)
                 shown = ",".join(_num(x) for x in values)
-                raise ConfigError(f"{_flag(name)} must be "
+                raise ConfigError(f"{flag(name)} must be "
                                   f"{_describe(lo, hi, lo_in, hi_in, whole=whole)}, got {shown}")
 
 
-def _flag(name: str) -> str:
+def field_help(name: str) -> str | None:
+    """The help text of config field ``name``, from its ``_f(..., help)`` declaration."""
+    return TrainConfig.__dataclass_fields__[name].metadata.get("help")
+
+
+def flag(name: str) -> str:
+    """The command-line flag of config field ``name`` (``data_batch_size`` ->
+    ``--data-batch-size``): the one place the field-to-flag mapping is written."""
     return "--" + name.replace("_", "-")
 
 
@@ -277,17 +334,25 @@ def _hints() -> dict[str, typing.Any]:
 
 
 def _coerce(value, hint):
-    """JSON lists back into tuples, following the field's type."""
-    if isinstance(value, list):
+    """JSON lists back into tuples where the field's type is a tuple (``tuple[...]``, maybe
+    ``| None``); any other value is left for :func:`_check_types` to judge."""
+    if isinstance(value, list) and _is_tuple_hint(hint):
         return tuple(value)
     return value
+
+
+def _is_tuple_hint(hint) -> bool:
+    if typing.get_origin(hint) is tuple:
+        return True
+    return any(_is_tuple_hint(arg) for arg in typing.get_args(hint)
+               if typing.get_origin(hint) in (typing.Union, types.UnionType))
 
 
 def _check_types(cfg: TrainConfig) -> None:
     for name, hint in _hints().items():
         value = getattr(cfg, name)
         if not _matches(value, hint):
-            raise ConfigError(f"{_flag(name)} has the wrong type: {value!r}")
+            raise ConfigError(f"{flag(name)} has the wrong type: {value!r}")
 
 
 def _matches(value, hint) -> bool:
@@ -323,71 +388,3 @@ def package_versions() -> dict[str, str]:
             "numpy": str(numpy.__version__), "gmmn": str(gmmn.__version__)}
 
 
-# One line per field for `gmmn train --help` (the flag is the field name with dashes).
-FIELD_HELP = {
-    "dataset": "dataset name (digits, mnist, fashion-mnist, tfd) or a path to your data",
-    "data_dir": "where dataset files are looked for / cached",
-    "standardize": "z-score each feature (the generator output becomes linear)",
-    "seed": "seed of weights, prior noise, dropout and data order",
-    "device": "auto, cpu, cuda or cuda:N",
-    "checkpoint_every": "checkpoint every N iterations (0: only at stage ends)",
-    "log_every": "a metrics.jsonl line every N iterations",
-    "sample_every": "a sample grid every N iterations (image data; 0: only at the end)",
-    "prior_dim": "dimension of the uniform prior on [-1, 1]",
-    "hidden": "generator hidden layer sizes, comma-separated",
-    "output": "generator output: auto, sigmoid or linear",
-    "init_std": "initial weights init_std * N(0, 1), biases 0 ('none': PyTorch default)",
-    "sigmas": "kernel standard deviations, comma-separated, or mnist, tfd, mnist-code, tfd-code",
-    "sigma_weights": "one weight per kernel scale (default all 1)",
-    "iterations": "GMMN iterations (GAN: iterations; dbn, scae: per layer; gsn: in all)",
-    "lr": "GMMN learning rate (also the GAN's and the baselines')",
-    "momentum": "GMMN momentum (also the GAN's and the baselines')",
-    "late_from": "iteration from which lr * late_lr_factor and late_momentum apply",
-    "late_lr_factor": "lr factor from late_from on",
-    "late_momentum": "momentum from late_from on",
-    "sample_batch_size": "generated samples per GMMN step",
-    "data_batch_size": "data (or code) points per GMMN step (released code: 100); GAN and "
-                       "baselines: their minibatch",
-    "autoencoder": "GMMN+AE: train an autoencoder and the GMMN on its codes",
-    "ae_hidden": "encoder layer sizes after the input, comma-separated (last: code size)",
-    "ae_dropout": "dropout rate on each encoder layer's input, comma-separated",
-    "released_dropout": "released-code dropout: masks not rescaled, weights / (1-p) on copy",
-    "ae_lr": "autoencoder learning rate (pretraining and fine-tuning)",
-    "ae_batch_size": "autoencoder batch size",
-    "ae_clip": "autoencoder gradient-norm clip",
-    "pretrain_iterations": "layer-wise pretraining iterations per layer (0: skip)",
-    "pretrain_momentum": "pretraining momentum",
-    "finetune_iterations": "fine-tuning iterations (0: skip)",
-    "finetune_momentum": "fine-tuning momenta, comma-separated",
-    "finetune_momentum_from": "iteration (from 1) where each fine-tuning momentum starts",
-    "ae_eval_every": "fine-tuning: training loss every N iterations, best kept",
-    "gan": "GAN baseline: train the generator against a discriminator instead of the MMD",
-    "gan_optimizer": "GAN: sgd (released-form SGD with momentum) or adam (momentum = beta1)",
-    "disc_hidden": "GAN discriminator hidden layer sizes (maxout units), comma-separated",
-    "disc_pieces": "GAN discriminator: linear pieces per maxout unit",
-    "disc_dropout": "GAN discriminator: dropout rate on each layer's input, comma-separated",
-    "gan_final_momentum": "GAN: momentum rises linearly from --momentum to this",
-    "gan_momentum_ramp": "GAN: iterations over which the momentum rises",
-    "gan_lr_decay": "GAN: lr divided by this every iteration",
-    "gan_min_lr": "GAN: the decayed lr never falls below this",
-    "gan_label_smoothing": "GAN: one-sided label smoothing, the discriminator's target for "
-                           "real images is 1 minus this (0: the GAN paper's loss)",
-    "baseline": "train a quoted row instead: dbn, scae (stacked CAE) or gsn (deep GSN)",
-    "baseline_hidden": "baseline hidden layer sizes, comma-separated (dbn, scae: one per "
-                       "greedy stage)",
-    "cd_k": "dbn: Gibbs steps per update of the negative phase (CD-k or PCD-k)",
-    "pcd": "dbn: persistent chains (PCD / SML), one per batch row; --no-pcd: CD-k",
-    "contraction": "scae: weight lambda of the contractive penalty ||dh/dx||_F^2",
-    "walkbacks": "gsn: walkback steps per update, one reconstruction term each",
-    "gsn_cost": "gsn: reconstruction cost, bce or mse",
-    "gsn_input_noise": "gsn: salt-and-pepper probability on the visible layer",
-    "gsn_hidden_noise": "gsn: std of the Gaussian noise on hidden layers (not the first)",
-    "anneal_every": "baselines: multiply lr by --anneal-factor every N iterations (0: never)",
-    "anneal_factor": "baselines: lr factor applied every --anneal-every iterations",
-    "chains": "baseline sampling: chains run side by side, each from a training row",
-    "burn_in": "baseline sampling: transitions before the first kept state",
-    "thin": "baseline sampling: keep every N-th state (1: consecutive states)",
-    "chain_noise": "scae sampling: std of the chain's Gaussian noise (sigma)",
-    "chain_noise_space": "scae sampling: noise in hidden space (J J^T alpha, released code) "
-                         "or input space (J eps)",
-}

@@ -140,8 +140,8 @@ DIGITS_GMMN_AE = replace(
     data_batch_size=500,
 )
 
-# GAN baseline (Goodfellow et al. 2014, the "Adversarial nets" row; gmmn.gan). The generator
-# is the GMMN's network, so the table compares objectives; the discriminator is the GAN
+# GAN baseline (Goodfellow et al. 2014, the "Adversarial nets" row; gmmn.training.gan). The
+# generator is the GMMN's network, so the table compares objectives; the discriminator is the GAN
 # paper's MNIST model (goodfeli/adversarial, mnist.yaml, as recalled: not checked against a
 # copy here). Its optimiser is not: the GAN paper's SGD (lr 0.1 / 1.000004^t, momentum
 # 0.5 -> 0.7 over 250 epochs; GAN_PAPER_SGD below) reached NaN by iteration 600 on

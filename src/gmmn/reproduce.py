@@ -29,6 +29,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from gmmn.config import TrainConfig, package_versions
+from gmmn.config import flag as config_flag
 from gmmn.errors import ConfigError
 from gmmn.files import atomic_write
 from gmmn.presets import PRESETS, get_preset
@@ -108,7 +109,7 @@ def train_command(cfg: TrainConfig, run_dir: Path) -> str:
         value = getattr(cfg, f.name)
         if f.name in _NOT_FLAGS or value == getattr(base, f.name):
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag = config_flag(f.name)
         if isinstance(value, bool):
             parts.append(flag if value else "--no-" + flag[2:])
         else:
@@ -251,16 +252,16 @@ def _write_text(path: Path, text: str) -> None:
 def _run(cfg: TrainConfig, splits, p: Plan, say: Event) -> dict:
     """Train (or resume, or keep) one run and evaluate it with its own seed."""
     from gmmn.api import load_run
-    from gmmn.checkpoint import load_checkpoint
     from gmmn.evaluate.report import evaluate_run
-    from gmmn.runner import resolve_device, train
+    from gmmn.training.checkpoint import load_checkpoint
+    from gmmn.training.run import resolve_device, run_training
 
     rel = run_dir_name(cfg)
     run_dir = p.out / rel
     # Resuming a finished run only checks that its settings match; an unfinished one
     # continues from its checkpoint; a missing one starts.
     say(f"{cfg.preset} seed {cfg.seed}: training ({cfg.iterations} iterations) in {run_dir}")
-    train(cfg, out_dir=run_dir, resume=True, splits=splits)
+    run_training(cfg, out_dir=run_dir, resume=True, splits=splits)
     train_seconds = float(load_checkpoint(run_dir / "checkpoint.pt")["elapsed"])
     # `gmmn evaluate` runs on the CPU unless told otherwise; so does this, so that the
     # printed command recomputes the same numbers.

@@ -1,5 +1,5 @@
 """Training stages of the DBN, stacked CAE and deep GSN baselines for the one loop
-(:func:`gmmn.train.train_loop`); recipes and sources in docs/baselines.md.
+(:func:`gmmn.training.loop.train_loop`); recipes and sources in docs/baselines.md.
 
 * :class:`RBMStage` (``rbm-1`` ... ``rbm-K``): RBM l of the DBN on ``dbn.up(x, l)``, greedy;
   the loss is :func:`cd_loss`, whose gradient is the PCD-k (or CD-k) estimate.
@@ -24,8 +24,9 @@ from gmmn.baselines.gsn import walkback_loss
 from gmmn.baselines.model import BaselineModel, chain_starts
 from gmmn.baselines.rbm import PersistentChains, cd_loss, cd_negatives
 from gmmn.config import TrainConfig
-from gmmn.stages import ENCODE_CHUNK, BatchSampler, SampledStage, make_generator
-from gmmn.train import Part, ReleasedSGD, Schedule, Stage
+from gmmn.training.loop import Part, Stage
+from gmmn.training.optim import ReleasedSGD, Schedule
+from gmmn.training.stages import ENCODE_CHUNK, BatchSampler, SampledStage, make_generator
 
 
 class AveragedMomentumSGD:

@@ -35,14 +35,14 @@ def register(subparsers) -> None:
 
 def add_chain_flags(p: argparse.ArgumentParser) -> None:
     """The chain settings of a baseline run (default: the ones stored in its config)."""
-    from gmmn.config import FIELD_HELP
+    from gmmn.config import field_help, flag
 
     group = p.add_argument_group("baseline chains (DBN, stacked CAE, deep GSN runs; default: "
                                  "the run's config)")
     for name, kind in (("chains", int), ("burn_in", int), ("thin", int),
                        ("chain_noise", float), ("chain_noise_space", str)):
-        group.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
-                           help=FIELD_HELP[name])
+        group.add_argument(flag(name), dest=name, type=kind, default=None,
+                           help=field_help(name))
 
 
 def with_chain_flags(run, args: argparse.Namespace):
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from gmmn.api import load_run
-    from gmmn.runner import resolve_device
+    from gmmn.training.run import resolve_device
 
     out = Path(args.out)
     if out.suffix.lower() not in FORMATS:

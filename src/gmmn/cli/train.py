@@ -13,7 +13,8 @@ import sys
 import types
 import typing
 
-from gmmn.config import FIELD_HELP, TrainConfig, field_types
+from gmmn.config import TrainConfig, field_help, field_types
+from gmmn.config import flag as config_flag
 from gmmn.errors import ConfigError
 
 # Flags this command defines itself (not generated from the config).
@@ -82,13 +83,13 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     for name, hint in field_types().items():
         if name in _OWN:
             continue
-        flag = "--" + name.replace("_", "-")
+        flag = config_flag(name)
         if _base(hint) is bool:
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
-                               default=None, help=FIELD_HELP.get(name))
+                               default=None, help=field_help(name))
         else:
             group.add_argument(flag, dest=name, type=_parser_for(name, hint), default=None,
-                               metavar=name.upper(), help=FIELD_HELP.get(name))
+                               metavar=name.upper(), help=field_help(name))
 
 
 def config_overrides(args: argparse.Namespace) -> dict:
@@ -119,43 +120,53 @@ def register(subparsers) -> None:
     p.set_defaults(handler=run)
 
 
-def build_config(args: argparse.Namespace, out: str) -> TrainConfig:
+def build_config(args: argparse.Namespace, out: str) -> tuple[TrainConfig, dict | None]:
+    """The run's config, and the checkpoint of ``out`` when resuming one (read once, here).
+
+    Resuming starts from the stored config; a ``--preset`` that differs from the stored one
+    is refused where every resume is checked (:func:`gmmn.training.run.run_training`).
+    """
     from gmmn.presets import get_preset
-    from gmmn.runner import resume_config
+    from gmmn.training.run import load_resume
 
     overrides = config_overrides(args)
-    stored = resume_config(out) if args.resume else None
-    if stored is not None:
-        if args.preset is not None and args.preset != stored.preset:
-            from gmmn.errors import CheckpointError
-            raise CheckpointError(f"{out} holds a run of preset {stored.preset!r}, not "
-                                  f"{args.preset!r}; resume it with --preset {stored.preset}")
-        base = stored
+    loaded = load_resume(out) if args.resume else None
+    if loaded is not None:
+        base, state = loaded
+        if args.preset is not None:
+            base = dataclasses.replace(base, preset=args.preset)
     else:
         if args.preset is None:
             raise ConfigError("--preset is required (e.g. --preset digits-gmmn-ae)")
-        base = get_preset(args.preset)
+        base, state = get_preset(args.preset), None
     try:
-        return dataclasses.replace(base, **overrides)
+        return dataclasses.replace(base, **overrides), state
     except TypeError as exc:  # pragma: no cover - flags are generated from the fields
         raise ConfigError(str(exc)) from exc
 
 
 def run(args: argparse.Namespace) -> int:
-    from gmmn.distributed import check_config, env_world, launch
-    from gmmn.runner import train
+    from gmmn.training.distributed import check_config, env_world, launch
+    from gmmn.training.run import run_training
 
     out = args.out or f"runs/{args.preset or 'run'}"
     with launch() as hooks:  # data-parallel under torchrun (docs/distributed.md)
         if not hooks.main:  # only worker 0 logs, shows progress and writes files
             logging.getLogger().setLevel(logging.ERROR)
-        cfg = hooks.from_main(lambda: build_config(args, out))
+        loaded: dict = {}  # the checkpoint stays on worker 0, which alone reads the folder
+
+        def config() -> TrainConfig:
+            cfg, loaded["state"] = build_config(args, out)
+            return cfg
+
+        cfg = hooks.from_main(config)
         _, world, local = env_world()
         check_config(cfg, world, local_rank=local)
         progress = None if args.no_progress or not hooks.main else _Progress()
         try:
-            result = train(cfg, out_dir=out, resume=args.resume, hooks=hooks,
-                           callback=progress.update if progress else None)
+            result = run_training(cfg, out_dir=out, resume=args.resume, hooks=hooks,
+                                  callback=progress.update if progress else None,
+                                  checkpoint=loaded.get("state"))
         finally:
             if progress:
                 progress.close()

@@ -11,13 +11,19 @@ every iteration as in Algorithm 1 of the GAN paper (k = 1):
 The generator is the GMMN's own network (:class:`gmmn.models.Generator`, 10-64-256-256-1024
 with a sigmoid output on MNIST) so that the table compares training objectives, not
 architectures; the GAN paper's generator (100-1200-1200-784) is ``--prior-dim 100 --hidden
-1200,1200``. Both nets use the released-form SGD of :class:`gmmn.train.ReleasedSGD`, which is
-also pylearn2's momentum rule (``inc <- m inc - lr g; p <- p + inc``), under the GAN paper's
-schedule (:func:`gan_schedule`). Dropout masks, prior noise and data order come from the
-stage's own generators, so a resumed run is bit-identical like every other stage.
+1200,1200``. Both nets use ``--gan-optimizer``: the released-form SGD of
+:class:`gmmn.training.optim.ReleasedSGD`, which is also pylearn2's momentum rule
+(``inc <- m inc - lr g; p <- p + inc``), under the GAN paper's schedule
+(:func:`gmmn.training.optim.gan_schedule`), or Adam (the presets). Dropout masks, prior noise
+and data order come from the stage's own generators, so a resumed run is bit-identical like
+every other stage.
 
-Both losses are per-example means, so data-parallel training needs only the gradient
-all-reduce of :class:`gmmn.train.Hooks`; nothing is gathered.
+The GAN trains in one process: ``gmmn.training.distributed.check_config`` refuses it under
+torchrun. Both losses are per-example means, so a data-parallel version would need only the
+gradient all-reduce of :class:`gmmn.training.loop.Hooks`, but each worker would have to draw
+its discriminator's dropout masks for its own shard, and matching a single process exactly
+(as the GMMN's data-parallel stage does, tested) would take masks drawn for the global batch;
+that is not built.
 """
 
 from __future__ import annotations
@@ -27,60 +33,9 @@ import torch.nn.functional as F
 
 from gmmn.config import TrainConfig
 from gmmn.models import GenerativeModel
-from gmmn.stages import BatchSampler, make_generator
-from gmmn.train import Hooks, Part, ReleasedSGD, Schedule, Stage
-
-
-class Adam:
-    """``torch.optim.Adam`` behind the loop's optimiser interface (``lr``, ``momentum``,
-    ``params``, ``zero_grad``, ``step``, ``state_dict``): ``momentum`` is Adam's beta1, and
-    beta2 is :data:`ADAM_BETA2`. The GAN presets' alternative to plain SGD (``--gan-optimizer
-    adam``), with the DCGAN settings (Radford et al. 2016): lr 2e-4, beta1 0.5.
-    """
-
-    def __init__(self, params, *, lr: float, momentum: float) -> None:
-        self.params = [p for p in params if p.requires_grad]
-        self.lr, self.momentum = lr, momentum
-        self.opt = torch.optim.Adam(self.params, lr=lr, betas=(momentum, ADAM_BETA2))
-
-    def zero_grad(self) -> None:
-        self.opt.zero_grad(set_to_none=True)
-
-    def step(self) -> None:
-        for group in self.opt.param_groups:
-            group["lr"], group["betas"] = self.lr, (self.momentum, ADAM_BETA2)
-        self.opt.step()
-
-    def state_dict(self) -> dict:
-        state = self.opt.state_dict()["state"]
-        return {"state": {int(k): {n: v.detach().cpu().clone() if torch.is_tensor(v) else v
-                                   for n, v in s.items()} for k, s in state.items()}}
-
-    def load_state_dict(self, state: dict) -> None:
-        full = self.opt.state_dict()
-        full["state"] = state["state"]
-        self.opt.load_state_dict(full)
-
-
-ADAM_BETA2 = 0.999
-OPTIMIZERS = {"sgd": ReleasedSGD, "adam": Adam}
-
-
-def gan_schedule(*, lr: float, momentum: float, final_momentum: float, momentum_ramp: int,
-                 lr_decay: float, min_lr: float) -> Schedule:
-    """The GAN paper's MNIST schedule per iteration t (from 1).
-
-    lr_t = max(lr / lr_decay^(t-1), min_lr) (pylearn2's ExponentialDecay);
-    m_t = momentum + (final_momentum - momentum) * min(1, (t-1) / momentum_ramp)
-    (its MomentumAdjustor, counted in iterations instead of epochs).
-    """
-
-    def schedule(t: int) -> tuple[float, float]:
-        lr_t = max(lr / lr_decay ** (t - 1), min_lr)
-        frac = min(1.0, (t - 1) / momentum_ramp)
-        return lr_t, momentum + (final_momentum - momentum) * frac
-
-    return schedule
+from gmmn.training.loop import Part, Stage
+from gmmn.training.optim import OPTIMIZERS, gan_schedule
+from gmmn.training.stages import BatchSampler, GeneratorSamples, make_generator
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
@@ -104,11 +59,11 @@ def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits).mean()
 
 
-class GanStage(Stage):
+class GanStage(GeneratorSamples, Stage):
     """Discriminator step, then generator step, every iteration (two parts, one loop)."""
 
     def __init__(self, model: GenerativeModel, data: torch.Tensor, cfg: TrainConfig, *,
-                 name: str = "gan", hooks: Hooks | None = None) -> None:
+                 name: str = "gan") -> None:
         if model.discriminator is None:
             raise ValueError("a GAN stage needs a model built with gan=True")
         self.name, self.iterations = name, cfg.iterations
@@ -159,7 +114,3 @@ class GanStage(Stage):
         self.sampler.load_state_dict(state["sampler"])
         self.prior_rng.set_state(state["prior_rng"])
         self.dropout_rng.set_state(state["dropout_rng"])
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return self.model.sample(n, generator=generator)

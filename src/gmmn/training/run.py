@@ -3,8 +3,9 @@
 GMMN: one stage, ``gmmn``. GMMN+AE: ``pretrain-1`` ... ``pretrain-K`` (skipped when
 ``pretrain_iterations`` is 0), ``finetune`` (skipped when 0), then ``gmmn`` on the
 autoencoder's deterministic codes with the autoencoder frozen. GAN baseline: one stage,
-``gan`` (:mod:`gmmn.gan`). DBN and stacked CAE baselines: ``rbm-1`` ... / ``cae-1`` ..., one
-greedy stage per hidden layer; deep GSN: ``gsn`` (:mod:`gmmn.baselines.stages`).
+``gan`` (:mod:`gmmn.training.gan`). DBN and stacked CAE baselines: ``rbm-1`` ... /
+``cae-1`` ..., one greedy stage per hidden layer; deep GSN: ``gsn``
+(:mod:`gmmn.baselines.stages`). :func:`gmmn.training.stages.build_stage` builds each.
 
 Files in the run directory: ``config.json`` (config + package versions), ``metrics.jsonl``
 (one JSON line per logged iteration), ``checkpoint.pt`` (latest, written atomically),
@@ -36,7 +37,13 @@ from pathlib import Path
 
 import torch
 
-from gmmn.checkpoint import (
+from gmmn.config import TrainConfig, package_versions
+from gmmn.config import flag as config_flag
+from gmmn.errors import CheckpointError, ConfigError, TrainingInterrupted
+from gmmn.files import RunLock, atomic_write, prepare_folder, remove_stale_temps, write_error
+from gmmn.memory import check_fits
+from gmmn.models import GenerativeModel, build_model
+from gmmn.training.checkpoint import (
     CHECKPOINT_NAME,
     FORMAT,
     capture_rng,
@@ -45,14 +52,8 @@ from gmmn.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
-from gmmn.config import TrainConfig, package_versions
-from gmmn.errors import CheckpointError, ConfigError, TrainingInterrupted
-from gmmn.files import RunLock, atomic_write, prepare_folder, remove_stale_temps, write_error
-from gmmn.gan import GanStage
-from gmmn.memory import check_fits
-from gmmn.models import GenerativeModel, build_model
-from gmmn.stages import ENCODE_CHUNK, FinetuneStage, GMMNStage, PretrainStage, make_generator
-from gmmn.train import Hooks, Stage, StepInfo, train_loop
+from gmmn.training.loop import Hooks, Stage, StepInfo, train_loop
+from gmmn.training.stages import GMMNStage, build_stage, make_generator, stage_names
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +127,8 @@ def _check_fits_data(cfg: TrainConfig, info: dict, splits, device: torch.device)
         if name == "ae_batch_size" and not cfg.autoencoder:
             continue
         if getattr(cfg, name) > n:  # stages.BatchSampler caps it
-            log.warning("--%s %d exceeds the %d training rows of %s: each batch holds all %d "
-                        "rows", name.replace("_", "-"), getattr(cfg, name), n, cfg.dataset, n)
+            log.warning("%s %d exceeds the %d training rows of %s: each batch holds all %d "
+                        "rows", config_flag(name), getattr(cfg, name), n, cfg.dataset, n)
     if cfg.baseline is not None:  # no kernel matrix; the baseline checks its data itself
         return
     if cfg.output == "sigmoid" and not cfg.autoencoder and not info["unit_interval"]:
@@ -162,48 +163,14 @@ def build_run_model(cfg: TrainConfig, data_dim: int, *, unit_interval: bool):
     return build_model(cfg, data_dim, unit_interval=unit_interval)
 
 
-def stage_names(cfg: TrainConfig) -> list[str]:
-    if cfg.baseline is not None:
-        from gmmn.baselines.stages import stage_names as baseline_stages
-
-        return baseline_stages(cfg)
-    if cfg.gan:
-        return ["gan"]
-    names = []
-    if cfg.autoencoder:
-        if cfg.pretrain_iterations:
-            names += [f"pretrain-{k + 1}" for k in range(len(cfg.ae_hidden))]
-        if cfg.finetune_iterations:
-            names.append("finetune")
-    return [*names, "gmmn"]
-
-
-def build_stage(name: str, model: GenerativeModel, train: torch.Tensor, cfg: TrainConfig,
-                hooks: Hooks | None = None) -> Stage:
-    if cfg.baseline is not None:
-        from gmmn.baselines.stages import build_stage as baseline_stage
-
-        return baseline_stage(name, model, train, cfg)
-    if name == "gan":
-        return GanStage(model, train, cfg, hooks=hooks)
-    ae = model.autoencoder
-    if name.startswith("pretrain-"):
-        return PretrainStage(ae, int(name.split("-")[1]) - 1, train, cfg)
-    if name == "finetune":
-        return FinetuneStage(ae, train, cfg)
-    if ae is not None:
-        with torch.no_grad():
-            train = torch.cat([ae.encode(train[i:i + ENCODE_CHUNK])
-                               for i in range(0, len(train), ENCODE_CHUNK)])
-    return GMMNStage(model, train, cfg, hooks=hooks)
-
-
-def resume_config(out_dir: str | Path) -> TrainConfig | None:
-    """The config stored in ``out_dir``'s checkpoint, or None if it has none."""
+def load_resume(out_dir: str | Path) -> tuple[TrainConfig, dict] | None:
+    """The config stored in ``out_dir``'s checkpoint and the checkpoint itself (to hand to
+    :func:`run_training`, so it is read once), or None if the folder has none."""
     path = Path(out_dir) / CHECKPOINT_NAME
     if not path.is_file():
         return None
-    return checkpoint_config(load_checkpoint(path), path)
+    state = load_checkpoint(path)
+    return checkpoint_config(state, path), state
 
 
 @dataclass
@@ -214,14 +181,17 @@ class TrainResult:
     checkpoint: dict  # the final checkpoint state (also written to out_dir when given)
 
 
-def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool = False,
-          splits=None, callback: Callable[[StepInfo], None] | None = None,
-          hooks: Hooks | None = None) -> TrainResult:
+def run_training(cfg: TrainConfig, *, out_dir: str | Path | None = None,
+                 resume: bool = False, splits=None,
+                 callback: Callable[[StepInfo], None] | None = None,
+                 hooks: Hooks | None = None, checkpoint: dict | None = None) -> TrainResult:
     """Train ``cfg`` (on ``splits``, else on ``cfg.dataset``) and return the model.
 
     With ``out_dir``, writes the run files; ``resume=True`` continues from its checkpoint
     (a directory without one starts from the beginning). ``callback`` gets every
-    :class:`gmmn.train.StepInfo`; ``hooks`` are passed to the loop (data-parallel).
+    :class:`gmmn.training.loop.StepInfo`; ``hooks`` are passed to the loop (data-parallel).
+    ``checkpoint``: ``out_dir``'s checkpoint when the caller has already read it
+    (:func:`load_resume`); it is checked against ``cfg`` like one read here.
     """
     out = Path(out_dir) if out_dir is not None else None
     hooks = hooks or Hooks()
@@ -231,9 +201,9 @@ def train(cfg: TrainConfig, *, out_dir: str | Path | None = None, resume: bool =
         nonlocal lock
         if out is not None:
             prepare_folder(out)
-            lock = RunLock(out)  # held until train() returns, however it returns
+            lock = RunLock(out)  # held until run_training() returns, however it returns
             remove_stale_temps(out, RUN_FILES)
-        return _existing_state(out, cfg, resume)
+        return _existing_state(out, cfg, resume, checkpoint)
 
     # Data-parallel: worker 0 reads the run directory (only it needs the files).
     try:
@@ -357,7 +327,8 @@ class _StopOnSignal:
                                    f"holds it: continue with --resume", self.signum)
 
 
-def _existing_state(out: Path | None, cfg: TrainConfig, resume: bool) -> dict | None:
+def _existing_state(out: Path | None, cfg: TrainConfig, resume: bool,
+                    loaded: dict | None) -> dict | None:
     if out is None:
         return None
     path = out / CHECKPOINT_NAME
@@ -366,7 +337,7 @@ def _existing_state(out: Path | None, cfg: TrainConfig, resume: bool) -> dict | 
     if not resume:
         raise CheckpointError(f"{out} already holds a run; pass --resume to continue it or "
                               f"choose another --out")
-    state = load_checkpoint(path)
+    state = loaded if loaded is not None else load_checkpoint(path)
     stored = checkpoint_config(state, path)
     if stored.preset != cfg.preset:
         raise CheckpointError(f"{out} holds a run of preset {stored.preset!r}, not "
@@ -374,7 +345,7 @@ def _existing_state(out: Path | None, cfg: TrainConfig, resume: bool) -> dict | 
     for f in dataclasses.fields(TrainConfig):
         a, b = getattr(stored, f.name), getattr(cfg, f.name)
         if a != b and f.name not in RESUMABLE_OVERRIDES:
-            flag = "--" + f.name.replace("_", "-")
+            flag = config_flag(f.name)
             raise CheckpointError(f"{out} was trained with {flag} {a}, not {b}; a resumed run "
                                   f"cannot change it (drop the flag or use another --out)")
     return state

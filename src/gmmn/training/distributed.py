@@ -28,6 +28,8 @@ all of it, and a run may resume on another number of workers.
 
 Autoencoder stages (GMMN+AE) are not data-parallel: their batch of 100 is too small to split,
 so every worker runs them whole, identically (same seed, same batches, no communication).
+The GAN and the DBN, CAE and GSN baselines have no data-parallel stage: :func:`check_config`
+refuses them under torchrun.
 Every stage starts from worker 0's weights (:func:`broadcast_module`), which also removes any
 drift from non-deterministic GPU kernels before the code-space GMMN encodes its data.
 """
@@ -44,9 +46,9 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from gmmn.config import TrainConfig
+from gmmn.config import TrainConfig, flag
 from gmmn.errors import ConfigError
-from gmmn.train import Hooks
+from gmmn.training.loop import Hooks
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,7 @@ def launch(env: Mapping[str, str] | None = None) -> Iterator[Hooks]:
 
 
 def data_parallel_hooks(group: dist.ProcessGroup | None = None) -> Hooks:
-    """:class:`gmmn.train.Hooks` over ``group`` (default: the default group)."""
+    """:class:`gmmn.training.loop.Hooks` over ``group`` (default: the default group)."""
     return Hooks(gather=lambda x: all_gather(x, group),
                  reduce_gradients=lambda params: average_gradients(params, group),
                  shard=lambda x: shard(x, group),
@@ -118,12 +120,17 @@ def check_config(cfg: TrainConfig, world_size: int, *, local_rank: int = 0) -> N
         # model on its own and write the same run folder.
         raise ConfigError(f"the {cfg.baseline} baseline trains in one process; run it with "
                           f"`gmmn train`, not under torchrun ({world_size} workers)")
+    if cfg.gan:
+        # GanStage is not data-parallel (gmmn.training.gan says why): the workers would each
+        # train the same GAN whole.
+        raise ConfigError(f"the GAN baseline trains in one process; run it with `gmmn train`, "
+                          f"not under torchrun ({world_size} workers)")
     for name in ("sample_batch_size", "data_batch_size"):
         b = getattr(cfg, name)
         if b % world_size:
             lo, hi = b // world_size * world_size, -(-b // world_size) * world_size
             near = f"{lo} or {hi}" if lo else str(hi)
-            raise ConfigError(f"--{name.replace('_', '-')} {b} does not split evenly over "
+            raise ConfigError(f"{flag(name)} {b} does not split evenly over "
                               f"{world_size} workers; use a multiple of {world_size} "
                               f"(e.g. {near})")
     if cfg.device.startswith("cuda:"):

@@ -7,6 +7,8 @@
 * :class:`FinetuneStage` — the whole autoencoder, keeping the parameters with the lowest
   training loss (evaluated every ``ae_eval_every`` iterations without dropout).
 
+:func:`stage_names` lists a config's stages in order and :func:`build_stage` builds each (the
+GAN's stage lives in :mod:`gmmn.training.gan`, the baselines' in :mod:`gmmn.baselines.stages`).
 Each stage owns its RNG generators (seeded from the run seed and the stage name) and its
 data order, and exposes them through ``state_dict`` for checkpoints.
 """
@@ -23,15 +25,8 @@ import torch
 from gmmn.config import TrainConfig
 from gmmn.mmd import mmd_loss
 from gmmn.models import Autoencoder, GenerativeModel, reconstruction_loss
-from gmmn.train import (
-    Hooks,
-    Part,
-    ReleasedSGD,
-    Stage,
-    constant,
-    gmmn_schedule,
-    stepwise_momentum,
-)
+from gmmn.training.loop import Hooks, Part, Stage
+from gmmn.training.optim import ReleasedSGD, constant, gmmn_schedule, stepwise_momentum
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +125,18 @@ class SampledStage(Stage):
         self.rng.set_state(state["rng"])
 
 
-class GMMNStage(SampledStage):
+class GeneratorSamples:
+    """Progress pictures of a stage that trains ``self.model``'s generator: fresh samples
+    (the GMMN and GAN stages)."""
+
+    model: GenerativeModel
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.model.sample(n, generator=generator)
+
+
+class GMMNStage(GeneratorSamples, SampledStage):
     """Train ``model.generator`` so its samples match ``targets`` (data, or codes of data)."""
 
     def __init__(self, model: GenerativeModel, targets: torch.Tensor, cfg: TrainConfig, *,
@@ -163,10 +169,6 @@ class GMMNStage(SampledStage):
         return mmd_loss(x, y, sigmas=list(self.cfg.sigmas),
                         weights=None if self.cfg.sigma_weights is None
                         else list(self.cfg.sigma_weights))
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return self.model.sample(n, generator=generator)
 
 
 class PretrainStage(SampledStage):
@@ -263,3 +265,44 @@ class FinetuneStage(SampledStage):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return self.ae(self.data[:n])  # reconstructions, to watch the autoencoder learn
+
+
+def stage_names(cfg: TrainConfig) -> list[str]:
+    """The stages a run of ``cfg`` trains, in order (docs/training.md)."""
+    if cfg.baseline is not None:
+        from gmmn.baselines.stages import stage_names as baseline_stages
+
+        return baseline_stages(cfg)
+    if cfg.gan:
+        return ["gan"]
+    names = []
+    if cfg.autoencoder:
+        if cfg.pretrain_iterations:
+            names += [f"pretrain-{k + 1}" for k in range(len(cfg.ae_hidden))]
+        if cfg.finetune_iterations:
+            names.append("finetune")
+    return [*names, "gmmn"]
+
+
+def build_stage(name: str, model: GenerativeModel, train: torch.Tensor, cfg: TrainConfig,
+                hooks: Hooks | None = None) -> Stage:
+    """Stage ``name`` of ``cfg``'s run on the training rows ``train``; ``hooks`` reach the
+    GMMN stage, the only data-parallel one (gmmn.training.distributed)."""
+    if cfg.baseline is not None:
+        from gmmn.baselines.stages import build_stage as baseline_stage
+
+        return baseline_stage(name, model, train, cfg)
+    if name == "gan":
+        from gmmn.training.gan import GanStage  # gan.py imports this module's BatchSampler
+
+        return GanStage(model, train, cfg)
+    ae = model.autoencoder
+    if name.startswith("pretrain-"):
+        return PretrainStage(ae, int(name.split("-")[1]) - 1, train, cfg)
+    if name == "finetune":
+        return FinetuneStage(ae, train, cfg)
+    if ae is not None:
+        with torch.no_grad():
+            train = torch.cat([ae.encode(train[i:i + ENCODE_CHUNK])
+                               for i in range(0, len(train), ENCODE_CHUNK)])
+    return GMMNStage(model, train, cfg, hooks=hooks)

@@ -1,8 +1,8 @@
-"""The one training loop, the released-code SGD, and the schedules.
+"""The one training loop, and the interface every stage offers it.
 
 Every stage of every model — data-space GMMN, code-space GMMN, autoencoder pretraining and
 fine-tuning — runs through :func:`train_loop`. What differs between them lives in a
-:class:`Stage` (see :mod:`gmmn.stages`), which the loop knows only through this interface:
+:class:`Stage` (see :mod:`gmmn.training.stages`), which the loop knows only through this interface:
 
 * ``stage.parts``: a sequence of :class:`Part`, each one optimiser, its schedule and the loss
   it minimises. The loop runs the parts of an iteration in order. GMMN and autoencoders have
@@ -17,106 +17,22 @@ fine-tuning — runs through :func:`train_loop`. What differs between them lives
   shard); ``reduce_gradients`` runs between ``backward`` and the optimiser step (an
   all-reduce of the gradients). Defaults are the single-process identity.
 
-Released-code SGD (Li et al.'s gnumpy code, and our :class:`ReleasedSGD`)::
-
-    v <- m * v - lr * g
-    p <- p + v
-
-``torch.optim.SGD`` keeps ``v <- m * v + g; p <- p - lr * v`` instead, which is the same only
-while lr is constant: at the GMMN's switch (lr / 10) torch's buffer still carries the old
-gradients at the new, smaller lr, the released form at the old lr.
+The optimisers and schedules the parts use live in :mod:`gmmn.training.optim`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from gmmn.errors import TrainingDiverged
+from gmmn.training.optim import Optimizer, Schedule
 
 log = logging.getLogger(__name__)
-
-
-class ReleasedSGD:
-    """SGD with momentum in the released form ``v <- m v - lr g; p <- p + v``.
-
-    ``lr`` and ``momentum`` are plain attributes that a schedule sets before each step.
-    """
-
-    def __init__(self, params: Iterable[torch.nn.Parameter], *, lr: float, momentum: float
-                 ) -> None:
-        self.params = [p for p in params if p.requires_grad]
-        self.lr = lr
-        self.momentum = momentum
-        self.velocity = [torch.zeros_like(p) for p in self.params]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self) -> None:
-        pairs = [(p, v) for p, v in zip(self.params, self.velocity, strict=True)
-                 if p.grad is not None]
-        if not pairs:
-            return
-        params, velocity = [p for p, _ in pairs], [v for _, v in pairs]
-        # One fused kernel per operation over all tensors (same arithmetic as a loop).
-        torch._foreach_mul_(velocity, self.momentum)
-        torch._foreach_add_(velocity, [p.grad for p in params], alpha=-self.lr)
-        torch._foreach_add_(params, velocity)
-
-    def state_dict(self) -> dict:
-        return {"velocity": [v.detach().cpu().clone() for v in self.velocity]}
-
-    def load_state_dict(self, state: dict) -> None:
-        saved = state["velocity"]
-        if len(saved) != len(self.velocity):
-            raise ValueError("momentum buffers do not match the model's parameters")
-        for v, s in zip(self.velocity, saved, strict=True):
-            v.copy_(s)
-
-
-Schedule = Callable[[int], tuple[float, float]]  # iteration t (from 1) -> (lr, momentum)
-
-
-def gmmn_schedule(*, lr: float, momentum: float, late_from: int, late_lr_factor: float,
-                  late_momentum: float) -> Schedule:
-    """The paper's GMMN schedule: (lr, m) before iteration ``late_from``, then
-    (lr * late_lr_factor, late_momentum) from it on (iterations counted from 1)."""
-
-    def schedule(t: int) -> tuple[float, float]:
-        if t >= late_from:
-            return lr * late_lr_factor, late_momentum
-        return lr, momentum
-
-    return schedule
-
-
-def stepwise_momentum(*, lr: float, momenta: Sequence[float], starts: Sequence[int]
-                      ) -> Schedule:
-    """Constant lr; momentum ``momenta[i]`` from iteration ``starts[i]`` on (counted from 1).
-
-    Released fine-tuning: momenta (0, 0.5, 0.9) from (1, 50, 200): 0 for the first 49
-    iterations, 0.5 from iteration 50, 0.9 from 200.
-    """
-
-    def schedule(t: int) -> tuple[float, float]:
-        m = momenta[0]
-        for start, value in zip(starts, momenta, strict=True):
-            if t >= start:
-                m = value
-        return lr, m
-
-    return schedule
-
-
-def constant(*, lr: float, momentum: float) -> Schedule:
-    return lambda t: (lr, momentum)
 
 
 @dataclass
@@ -124,7 +40,7 @@ class Part:
     """One optimiser and the loss it minimises, with its schedule and optional clipping."""
 
     name: str
-    optimizer: ReleasedSGD
+    optimizer: Optimizer
     schedule: Schedule
     loss: Callable[[int], torch.Tensor]  # iteration t -> scalar loss
     clip: float | None = None  # clip the gradient's total 2-norm to this
@@ -139,7 +55,7 @@ class Hooks:
 
     The loop uses ``gather`` (through objectives) and ``reduce_gradients``; stages use
     ``shard``; the runner uses ``broadcast``, ``main`` and ``from_main``
-    (:mod:`gmmn.distributed` builds the data-parallel ones).
+    (:mod:`gmmn.training.distributed` builds the data-parallel ones).
     """
 
     gather: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda x: x)
