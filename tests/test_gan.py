@@ -112,12 +112,25 @@ def test_one_gan_iteration_changes_both_networks(optimizer, lr):
         assert keys and all(not torch.equal(before[k], after[k]) for k in keys), net
 
 
+def test_instance_noise_falls_linearly_to_zero_and_is_off_by_default():
+    cfg = dataclasses.replace(get_preset("digits-gan"), gan_instance_noise=0.5,
+                              **{**TINY, "iterations": 100})
+    stage = GanStage(build_model(cfg, 64, unit_interval=True), torch.rand(100, 64), cfg)
+    x = torch.zeros(20000, 4)
+    for t, want in ((1, 0.5), (51, 0.25), (91, 0.05)):
+        assert float(stage._noisy(x, t).std()) == pytest.approx(want, rel=0.03)
+    quiet = dataclasses.replace(cfg, gan_instance_noise=0.0)
+    stage = GanStage(build_model(quiet, 64, unit_interval=True), torch.rand(100, 64), quiet)
+    before = stage.dropout_rng.get_state()
+    assert stage._noisy(x, 1) is x and torch.equal(stage.dropout_rng.get_state(), before)
+
+
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_resume_is_bit_identical(tmp_path, optimizer):
     cfg = dataclasses.replace(get_preset("digits-gan"), gan_optimizer=optimizer, **TINY)
     if optimizer == "sgd":
         cfg = dataclasses.replace(cfg, lr=0.05, momentum=0.5, gan_momentum_ramp=6,
-                                  gan_lr_decay=1.05)
+                                  gan_lr_decay=1.05, gan_instance_noise=0.2)  # noise resumes too
     run_training(cfg, out_dir=tmp_path / "whole")
 
     def stop(info):  # after the checkpoint of iteration 8

@@ -122,6 +122,10 @@ class TrainConfig:
     gan_label_smoothing: float = _f(0.0,
                                     "GAN: one-sided label smoothing, the discriminator's target "
                                     "for real images is 1 minus this (0: the GAN paper's loss)")
+    gan_instance_noise: float = _f(0.0,
+                                   "GAN: std of Gaussian noise added to the discriminator's "
+                                   "real and generated inputs, falling linearly to 0 over "
+                                   "the run (0: none)")
     # --- DBN, stacked CAE and deep GSN baselines (gmmn.baselines; docs/baselines.md). They
     # reuse iterations (per layer for the greedy dbn and scae), lr, momentum,
     # data_batch_size and, for the RBMs, init_std. ---
@@ -274,6 +278,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "gan_lr_decay": (1, _INF, True, False),
     "gan_min_lr": (0, _INF, True, False),
     "gan_label_smoothing": (0, 0.5, True, False),
+    "gan_instance_noise": (0, _INF, True, False),
     "baseline_hidden": (1, _INF, True, False),
     "cd_k": (1, _INF, True, False),
     "contraction": (0, _INF, True, False),

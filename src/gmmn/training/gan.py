@@ -91,18 +91,31 @@ class GanStage(GeneratorSamples, Stage):
         gen = self.model.generator
         return gen(gen.sample_prior(self.cfg.sample_batch_size, self.prior_rng))
 
+    def _noisy(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        """Instance noise (Sønderby et al. 2017; Arjovsky & Bottou 2017): real and generated
+        images blurred by the same Gaussian, std ``gan_instance_noise * (1 - (t-1)/T)``, so
+        their distributions overlap and the discriminator cannot separate them outright
+        early on. Drawn from the dropout stream, which stays untouched when it is 0."""
+        std = self.cfg.gan_instance_noise * (1 - (t - 1) / self.iterations)
+        if std <= 0:
+            return x
+        noise = torch.randn(x.shape, generator=self.dropout_rng).to(x.device, x.dtype)
+        return x + std * noise
+
     def discriminator_loss(self, t: int) -> torch.Tensor:
         disc = self.model.discriminator
         with torch.no_grad():  # the generator is fixed during this step
             fake = self._fake()
         real = self.sampler.next()
-        return discriminator_loss(disc(real, self.dropout_rng), disc(fake, self.dropout_rng),
+        return discriminator_loss(disc(self._noisy(real, t), self.dropout_rng),
+                                  disc(self._noisy(fake, t), self.dropout_rng),
                                   self.cfg.gan_label_smoothing)
 
     def generator_loss(self, t: int) -> torch.Tensor:
         # Gradients reach the discriminator's parameters too; its optimiser zeroes them
         # before its own next step, and this part's optimiser holds only the generator.
-        return generator_loss(self.model.discriminator(self._fake(), self.dropout_rng))
+        fake = self._noisy(self._fake(), t)
+        return generator_loss(self.model.discriminator(fake, self.dropout_rng))
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "sampler": self.sampler.state_dict(),
