@@ -14,12 +14,17 @@ SRC = pathlib.Path(__file__).resolve().parents[1] / "src"
 
 def run_cli(*args: str, cwd=None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``python -m gmmn ARGS`` against this checkout's sources, capturing output."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
     return subprocess.run(
         [sys.executable, "-m", "gmmn", *args],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout,
+        capture_output=True, text=True, cwd=cwd, env=cli_env(), timeout=timeout,
     )
+
+
+def cli_env() -> dict[str, str]:
+    """This process's environment with this checkout's sources first on PYTHONPATH."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    return env
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -14,12 +13,11 @@ import time
 import pytest
 import torch
 
+from conftest import cli_env, run_cli
 from gmmn.errors import CheckpointError
 from gmmn.presets import get_preset
 from gmmn.training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from gmmn.training.run import run_training
-
-SRC = pathlib.Path(__file__).resolve().parents[1] / "src"
 
 # Tiny sizes: every stage of GMMN+AE runs, the best-AE bookkeeping included.
 TINY_AE = {"iterations": 20, "hidden": (16,), "sample_batch_size": 64, "data_batch_size": 64,
@@ -54,12 +52,6 @@ def _assert_same_run(a, b) -> None:
     assert _metrics(a) == _metrics(b)  # the same lines, no duplicates after the resume
 
 
-def _cli(*args, **kw):
-    env = dict(os.environ, PYTHONPATH=str(SRC))
-    return subprocess.run([sys.executable, "-m", "gmmn", *args], capture_output=True, text=True,
-                          env=env, timeout=300, **kw)
-
-
 def test_resume_in_a_second_process_is_bit_identical(tmp_path):
     cfg = dataclasses.replace(get_preset("digits-gmmn-ae"), **TINY_AE)
     run_training(cfg, out_dir=tmp_path / "whole")
@@ -73,7 +65,7 @@ def test_resume_in_a_second_process_is_bit_identical(tmp_path):
     state = load_checkpoint(tmp_path / "broken" / "checkpoint.pt")
     assert (state["stage"], state["iteration"], state["done"]) == ("finetune", 15, False)
     assert state["stage_state"]["best_state"] is not None  # best AE so far travels along
-    out = _cli("train", "--preset", "digits-gmmn-ae", "--out", str(tmp_path / "broken"),
+    out = run_cli("train", "--preset", "digits-gmmn-ae", "--out", str(tmp_path / "broken"),
                "--resume", "--no-progress", *TINY_AE_FLAGS)
     assert out.returncode == 0, out.stderr
     _assert_same_run(tmp_path / "whole", tmp_path / "broken")
@@ -85,9 +77,8 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
              "--sample-batch-size", "32", "--data-batch-size", "32", "--checkpoint-every",
              "100", "--log-every", "50", "--sample-every", "0", "--late-from", "200"]
     run = tmp_path / "killed"
-    env = dict(os.environ, PYTHONPATH=str(SRC))
     proc = subprocess.Popen([sys.executable, "-m", "gmmn", "train", "--out", str(run),
-                             "--no-progress", *flags], env=env, stdout=subprocess.DEVNULL,
+                             "--no-progress", *flags], env=cli_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
@@ -102,7 +93,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     killed_at = load_checkpoint(run / "checkpoint.pt")
     assert not killed_at["done"] and killed_at["iteration"] < 1500
     print("killed after the checkpoint of iteration", killed_at["iteration"])
-    out = _cli("train", "--out", str(run), "--resume", "--no-progress", *flags)
+    out = run_cli("train", "--out", str(run), "--resume", "--no-progress", *flags)
     assert out.returncode == 0, out.stderr
 
     cfg = dataclasses.replace(
