@@ -81,3 +81,14 @@ def test_cli_writes_the_report_and_reports_user_errors(cache, monkeypatch, capsy
     assert "unknown metric" in capsys.readouterr().err
     assert main(["evaluate", "--run", str(cache / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_seeds_and_sizes_of_an_evaluation_stay_those_of_the_committed_reports():
+    from gmmn.evaluate import metrics, protocol, report
+
+    seeds = (protocol.FRESH_SEED_OFFSET, report.SAMPLES_SEED_OFFSET,
+             report.TRAIN_REF_SEED_OFFSET, report.INTERPOLATION_SEED_OFFSET)
+    assert seeds == (1, 2, 3, 4)
+    sizes = (report.GRID_SAMPLES, report.NN_ROWS, report.NN_FIGURE_ROWS,
+             report.INTERPOLATION_LINES, metrics.PR_K)
+    assert sizes == (100, 1000, 10, 8, 3)

@@ -28,6 +28,10 @@ from gmmn.errors import ConfigError, DataError
 # Pairwise-distance entries held at once (64 MiB of float64).
 _CHUNK_ENTRIES = 1 << 23
 
+# Neighbours per point for the precision/recall radii: the value Kynkaanniemi et al. (2019)
+# recommend; the report states it beside the numbers.
+PR_K = 3
+
 
 def _features(name: str, x) -> torch.Tensor:
     t = torch.as_tensor(x).detach().to(torch.float64)
@@ -182,7 +186,7 @@ def _covered(points: torch.Tensor, centres: torch.Tensor, radii2: torch.Tensor) 
     return float(hit.double().mean())
 
 
-def precision_recall(real, fake, *, k: int = 3) -> tuple[float, float]:
+def precision_recall(real, fake, *, k: int = PR_K) -> tuple[float, float]:
     """Improved precision and recall of ``fake`` against ``real`` (Kynkaanniemi et al. 2019)."""
     r, f = _features("real", real), _features("fake", fake)
     if r.shape[1] != f.shape[1]:

@@ -30,7 +30,8 @@ from gmmn.data import Splits
 from gmmn.errors import ConfigError, GMMNError
 from gmmn.evaluate import classifier as clf_mod
 from gmmn.evaluate import figures, metrics
-from gmmn.evaluate.protocol import parzen_protocol
+from gmmn.evaluate.metrics import PR_K
+from gmmn.evaluate.protocol import FRESH_SEED_OFFSET, parzen_protocol
 from gmmn.files import prepare_folder, write_error
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,19 @@ METRICS: tuple[str, ...] = ("parzen", "nn", "interpolation", "fd", "kid", "cover
 _NEEDS_CLASSIFIER = {"fd", "kid", "coverage", "precision-recall"}
 # progress(stage, done, total): the CLI turns each stage into a progress bar.
 StageProgress = Callable[[str, int, int], None]
+
+# Each random draw of an evaluation gets its own seed, the evaluation's seed plus an offset, so
+# no two draws share a stream; offsets 0 and FRESH_SEED_OFFSET (1) are the Parzen protocol's.
+SAMPLES_SEED_OFFSET = FRESH_SEED_OFFSET + 1  # (2) the samples every metric but Parzen scores
+TRAIN_REF_SEED_OFFSET = 3  # the training rows that stand in for samples in the references
+INTERPOLATION_SEED_OFFSET = 4  # the prior points that the interpolation figure walks between
+
+GRID_SAMPLES = 100  # the sample figure: a 10 x 10 grid, variety at a glance
+# Samples (and test rows) measured against the whole training split for the nearest-neighbour
+# median: enough for a stable median, while the cost stays 1000 x (training rows) distances.
+NN_ROWS = 1000
+NN_FIGURE_ROWS = 10  # samples shown beside their nearest training images: one figure row each
+INTERPOLATION_LINES = 8  # rows of the interpolation figure, each between two random prior points
 
 
 def parse_metrics(spec: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -125,12 +139,12 @@ def _evaluate(run: Any, splits: Splits, out: pathlib.Path, *, metrics_to_run, n_
         report["chain"] = {**chain, "starts": "training rows picked by the sampling seed"}
     if status is not None:
         report["run"] = status
-    # Seeds 0/1 (offset by `seed`) are the Parzen protocol's; other metrics use seed + 2.
-    samples = torch.as_tensor(run.sample(min(n_samples, splits.test.shape[0]), seed=seed + 2))
+    samples = torch.as_tensor(run.sample(min(n_samples, splits.test.shape[0]),
+                                         seed=seed + SAMPLES_SEED_OFFSET))
     samples = samples.detach().reshape(samples.shape[0], -1).float().cpu()
     if shape is not None:
         report["figures"]["samples"] = str(figures.save_sample_grid(
-            samples[:100], out / "samples.png", image_shape=shape).name)
+            samples[:GRID_SAMPLES], out / "samples.png", image_shape=shape).name)
     if metrics_file is not None and pathlib.Path(metrics_file).exists():
         report["figures"]["training_curves"] = figures.save_training_curves(
             metrics_file, out / "training_curves.png").name
@@ -146,23 +160,24 @@ def _evaluate(run: Any, splits: Splits, out: pathlib.Path, *, metrics_to_run, n_
             "stderr": ref.stderr, "sigma": ref.sigma}}
     n = samples.shape[0]
     real = splits.test[:n]
-    train_ref = _rows(splits.train, n, seed + 3)
+    train_ref = _rows(splits.train, n, seed + TRAIN_REF_SEED_OFFSET)
     if "nn" in chosen:
-        nn_s = metrics.nearest_neighbours(samples[:1000], splits.train)[0][:, 0]
-        nn_t = metrics.nearest_neighbours(real[:1000], splits.train)[0][:, 0]
+        nn_s = metrics.nearest_neighbours(samples[:NN_ROWS], splits.train)[0][:, 0]
+        nn_t = metrics.nearest_neighbours(real[:NN_ROWS], splits.train)[0][:, 0]
         report["nn"] = {"median_distance_to_train": float(nn_s.median()),
                         "reference": {"what": "test images", "median": float(nn_t.median())}}
         if shape is not None:
             report["nn"]["figure"] = report["figures"]["nn"] = figures.save_nearest_neighbours(
-                samples[:10], splits.train, out / "nearest_neighbours.png",
+                samples[:NN_FIGURE_ROWS], splits.train, out / "nearest_neighbours.png",
                 image_shape=shape).name
     if "interpolation" in chosen and getattr(run, "prior_dim", 0) is None:
         # A baseline (DBN, CAE, GSN) samples by its Markov chain: no prior to walk across.
         report["interpolation"] = {"skipped": "the model has no prior (it samples by its own "
                                               "Markov chain)"}
     elif "interpolation" in chosen:
-        g = torch.Generator().manual_seed(seed + 4)
-        ends = torch.rand(2, 8, int(run.prior_dim), generator=g) * 2 - 1  # uniform [-1, 1]
+        g = torch.Generator().manual_seed(seed + INTERPOLATION_SEED_OFFSET)
+        ends = torch.rand(2, INTERPOLATION_LINES, int(run.prior_dim), generator=g)
+        ends = ends * 2 - 1  # uniform [-1, 1]
         report["interpolation"] = {"figure": figures.save_interpolations(
             run.decode_prior, ends[0], ends[1], out / "interpolations.png",
             image_shape=shape).name}
@@ -209,7 +224,7 @@ def _classifier_metrics(report: dict, chosen: Sequence[str], samples, real, trai
     if "precision-recall" in chosen:
         p, r = metrics.precision_recall(f_r, f_s)
         rp, rr = metrics.precision_recall(f_r, f_t)
-        report["precision-recall"] = {"precision": p, "recall": r, "k": 3, "reference": {
+        report["precision-recall"] = {"precision": p, "recall": r, "k": PR_K, "reference": {
             "what": what, "precision": rp, "recall": rr}}
 
 
@@ -248,7 +263,8 @@ def render_markdown(report: dict) -> str:
                      _fmt(r["total_variation"])))
     if "precision-recall" in report and "skipped" not in report["precision-recall"]:
         pr, r = report["precision-recall"], report["precision-recall"]["reference"]
-        rows.append(("precision / recall (k=3)", f"{pr['precision']:.3f} / {pr['recall']:.3f}",
+        rows.append((f"precision / recall (k={PR_K})",
+                     f"{pr['precision']:.3f} / {pr['recall']:.3f}",
                      f"{r['precision']:.3f} / {r['recall']:.3f}"))
     lines = [f"# Evaluation: {report['dataset']}", ""]
     status = report.get("run")
