@@ -133,3 +133,34 @@ def test_collapsed_generator_scores_worse_than_real_data_everywhere():
     cov_bad = class_coverage(sp.train_labels[:1].repeat(50), n_classes=10)["classes_present"]
     assert fd_bad > 3 * fd_good and kid_bad > 3 * kid_good
     assert rec_good > 0.5 > 0.05 > rec_bad and cov_good == 1.0 > cov_bad
+
+
+# The kernel-width heuristics: gmmn.api.median_sigmas and gmmn.training.stages.median_distance
+# build on gmmn.mmd.median_heuristic, so all three agree, on degenerate data too.
+
+def test_median_widths_are_median_heuristics_with_its_fallbacks():
+    from gmmn.api import MEDIAN_RATIOS, median_sigmas
+    from gmmn.mmd import median_heuristic
+    from gmmn.training.stages import median_distance
+
+    same = torch.ones(6, 3)  # every point equal: median and mean 0, so 1 (as gmmn.mmd says)
+    assert median_distance(same) == median_heuristic(same[:2], same[2:]) == 1.0
+    assert median_sigmas(same) == pytest.approx(MEDIAN_RATIOS)
+    mostly = torch.zeros(5, 1)
+    mostly[0] = 10.0  # 4 pairs at distance 10, 6 at 0: median 0, mean 4
+    assert median_distance(mostly) == median_heuristic(mostly[:1], mostly[1:]) == 4.0
+    assert median_sigmas(mostly) == pytest.approx(tuple(4.0 * r for r in MEDIAN_RATIOS))
+    assert median_distance(mostly[:1]) == 1.0  # no pair at all
+
+
+def test_median_heuristic_subsets_the_pooled_rows_by_its_seed():
+    from gmmn.mmd import median_heuristic
+    from gmmn.training.stages import median_distance
+
+    x = torch.rand(1500, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    pick = torch.randperm(1500, generator=torch.Generator().manual_seed(3))[:1000]
+    sub = x[pick]
+    d = torch.cdist(sub, sub)
+    expected = float(d[torch.triu_indices(1000, 1000, 1).unbind()].median())
+    assert median_heuristic(x[:600], x[600:], seed=3) == expected
+    assert median_distance(x, seed=3) == expected

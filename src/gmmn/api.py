@@ -366,9 +366,14 @@ def _sigmas_argument(sigmas) -> tuple[float, ...]:
                           f"got {sigmas!r}") from None
 
 
+# The widths, as fractions of the median pairwise distance, that the digits preset uses.
+MEDIAN_RATIOS = (1 / 6, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 1.0)
+
+
 def median_sigmas(x: torch.Tensor, *, seed: int = 0, n: int = 1000) -> tuple[float, ...]:
-    """Kernel widths from the median pairwise distance m: m * (1/6, 1/4, 1/3, 1/2, 2/3, 1)."""
-    m = median_distance(x, seed=seed, n=n)
-    if not m > 0:
-        raise DataError("all training points are identical; nothing to learn")
-    return tuple(m * r for r in (1 / 6, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 1.0))
+    """Kernel widths from the median pairwise distance m: m * (1/6, 1/4, 1/3, 1/2, 2/3, 1).
+
+    m is :func:`gmmn.mmd.median_heuristic`'s of up to ``n`` rows, with its fallbacks: the mean
+    distance when the median is 0, and 1 when all rows are equal.
+    """
+    return tuple(median_distance(x, seed=seed, n=n) * r for r in MEDIAN_RATIOS)

@@ -321,10 +321,19 @@ def median_heuristic(x: Tensor, y: Tensor, *, max_points: int = 1000, seed: int 
     O(max_points^2). Falls back to the mean distance, then 1, if the median is 0.
     """
     _check_samples(x, y)
-    z = torch.cat([x, y]).detach().to(torch.float64)
-    if z.shape[0] > max_points:
+    x, y = x.detach(), y.detach()
+    n, total = x.shape[0], x.shape[0] + y.shape[0]
+    if total > max_points:
+        # The rows of cat([x, y]) that a seeded permutation picks, gathered from x and y
+        # without building that copy of both sets: a training split can be large.
         gen = torch.Generator().manual_seed(seed)
-        z = z[torch.randperm(z.shape[0], generator=gen)[:max_points].to(z.device)]
+        pick = torch.randperm(total, generator=gen)[:max_points].to(x.device)
+        from_x = pick < n
+        z = x.new_empty(pick.shape[0], x.shape[1])
+        z[from_x], z[~from_x] = x[pick[from_x]], y[pick[~from_x] - n]
+    else:
+        z = torch.cat([x, y])
+    z = z.to(torch.float64)
     iu = torch.triu_indices(z.shape[0], z.shape[0], offset=1, device=z.device)
     dist = torch.cdist(z, z)[iu[0], iu[1]]
     for value in (dist.median() if dist.numel() else z.new_zeros(()), dist.mean()):

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 
 from gmmn.config import TrainConfig
-from gmmn.mmd import mmd_loss
+from gmmn.mmd import median_heuristic, mmd_loss
 from gmmn.models import Autoencoder, GenerativeModel, reconstruction_loss
 from gmmn.training.loop import Hooks, Part, Stage
 from gmmn.training.optim import ReleasedSGD, constant, gmmn_schedule, stepwise_momentum
@@ -39,11 +39,12 @@ def make_generator(seed: int, *names: str) -> torch.Generator:
 
 
 def median_distance(x: torch.Tensor, *, seed: int = 0, n: int = 1000) -> float:
-    """The median pairwise Euclidean distance of up to ``n`` random rows of ``x`` (float64)."""
-    gen = torch.Generator().manual_seed(seed)
-    sub = x[torch.randperm(len(x), generator=gen)[:n].to(x.device)].detach().cpu().double()
-    d = torch.cdist(sub, sub)
-    return float(d[torch.triu_indices(len(sub), len(sub), 1).unbind()].median())
+    """The median pairwise Euclidean distance of up to ``n`` random rows of ``x`` (float64):
+    :func:`gmmn.mmd.median_heuristic` of the rows of ``x``, so where that median is 0 the mean
+    distance, and 1 when all rows are equal (or there is only one)."""
+    if len(x) < 2:
+        return 1.0  # no pair of rows: as for rows that are all equal
+    return median_heuristic(x[:1], x[1:], max_points=n, seed=seed)  # pools back to x
 
 
 # Kernel scales this far from the median distance see (almost) every pair of points alike:
