@@ -94,11 +94,15 @@ def train_classifier(x: torch.Tensor, y: torch.Tensor, *, n_classes: int,
                      config: ClassifierConfig = ClassifierConfig(),
                      progress: Callable[[int, int], None] | None = None) -> FeatureMLP:
     """Adam on cross-entropy for ``config.epochs`` epochs; ``progress(step, total)``."""
-    g = torch.Generator().manual_seed(config.seed)
-    torch_state = torch.random.get_rng_state()
-    torch.manual_seed(config.seed)  # the init; restored below so callers' RNG is untouched
-    model = FeatureMLP(x.shape[1], n_classes, hidden=config.hidden, features=config.features)
-    torch.random.set_rng_state(torch_state)
+    g = torch.Generator().manual_seed(config.seed)  # the shuffles
+    # nn.Linear draws its init from the global CPU generator and takes no other: seed that one
+    # inside fork_rng, which puts the caller's state back afterwards, even on an exception. Only
+    # the CPU generator (devices=[]): the model is built on the CPU, and torch.manual_seed would
+    # also reseed every GPU's generator, which fork_rng(devices=[]) would not restore.
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(config.seed)
+        model = FeatureMLP(x.shape[1], n_classes, hidden=config.hidden,
+                           features=config.features)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     steps = -(-x.shape[0] // config.batch_size)
     model.train()
@@ -125,9 +129,13 @@ def load_or_train_classifier(splits: Splits, *, cache_dir: pathlib.Path | str | 
     n_classes = int(max(splits.train_labels.max(), splits.test_labels.max())) + 1
     root = pathlib.Path(cache_dir) if cache_dir is not None else cache_root()
     path = root / "classifiers" / f"{_key(splits, config)}.pt"
-    make = FeatureMLP(splits.dim, n_classes, hidden=config.hidden, features=config.features)
     if path.exists():
         try:
+            # Its random init is replaced by the cached weights; fork_rng keeps that init from
+            # advancing the caller's global generator.
+            with torch.random.fork_rng(devices=[]):
+                make = FeatureMLP(splits.dim, n_classes, hidden=config.hidden,
+                                  features=config.features)
             blob = torch.load(path, map_location="cpu", weights_only=True)
             make.load_state_dict(blob["state_dict"])
             log.info("loaded classifier %s", path)
