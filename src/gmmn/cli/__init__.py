@@ -9,22 +9,15 @@ traceback. Training stopped by a signal exits with 128 + the signal's number (13
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import logging
 import os
+import sys
+from collections.abc import Sequence
 
-# Before torch loads its OpenMP runtime: idle OpenMP threads that spin (the default) made
-# training up to 9x slower on a 2-core machine shared with other work (0.31 s vs 0.033 s per
-# code-space GMMN step, measured under the same load). Passive waiting costs little on a quiet
-# machine. An OMP_WAIT_POLICY set by the user wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import argparse  # noqa: E402
-import importlib  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-
-from gmmn.errors import GMMNError, TrainingInterrupted  # noqa: E402
-from gmmn.mmd import MMDError  # noqa: E402
+# Nothing here imports torch (gmmn.errors does not): main() must set OMP_WAIT_POLICY first.
+from gmmn.errors import GMMNError, TrainingInterrupted
 
 # Subcommand modules, in the order `gmmn --help` lists them.
 _COMMANDS: tuple[str, ...] = (
@@ -35,8 +28,6 @@ _COMMANDS: tuple[str, ...] = (
     "gmmn.cli.data",
     "gmmn.cli.mmd_test",
 )
-
-USER_ERRORS = (GMMNError, MMDError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +59,16 @@ def _add_common_flags(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before anything imports torch (the subcommands and gmmn.mmd below do), because OpenMP
+    # reads its wait policy once, when torch loads it: idle OpenMP threads that spin (the
+    # default) made training up to 9x slower on a 2-core machine shared with other work
+    # (0.31 s vs 0.033 s per code-space GMMN step, measured under the same load); waiting
+    # passively costs little on a quiet machine. setdefault: a value the user set wins. Set in
+    # the process's environment because that is where OpenMP (and torchrun's workers) look.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from gmmn.mmd import MMDError
+
+    user_errors = (GMMNError, MMDError)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -81,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"gmmn {args.command}: {exc}", file=sys.stderr)
         return 128 + exc.signum
-    except USER_ERRORS as exc:
+    except user_errors as exc:
         if args.debug:
             raise
         print(f"gmmn {args.command}: error: {exc}", file=sys.stderr)

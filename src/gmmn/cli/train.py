@@ -151,25 +151,33 @@ def run(args: argparse.Namespace) -> int:
 
     out = args.out or f"runs/{args.preset or 'run'}"
     with launch() as hooks:  # data-parallel under torchrun (docs/distributed.md)
-        if not hooks.main:  # only worker 0 logs, shows progress and writes files
-            logging.getLogger().setLevel(logging.ERROR)
-        loaded: dict = {}  # the checkpoint stays on worker 0, which alone reads the folder
-
-        def config() -> TrainConfig:
-            cfg, loaded["state"] = build_config(args, out)
-            return cfg
-
-        cfg = hooks.from_main(config)
-        _, world, local = env_world()
-        check_config(cfg, world, local_rank=local)
-        progress = None if args.no_progress or not hooks.main else _Progress()
+        # Only worker 0 logs, shows progress and writes files. Quieten the package's logger
+        # on the others, not the root (torch's and the caller's own loggers are not ours),
+        # and only for this run: its level is restored however the run ends.
+        gmmn_log = logging.getLogger("gmmn")
+        gmmn_level = gmmn_log.level
+        if not hooks.main:
+            gmmn_log.setLevel(logging.ERROR)
         try:
-            result = run_training(cfg, out_dir=out, resume=args.resume, hooks=hooks,
-                                  callback=progress.update if progress else None,
-                                  checkpoint=loaded.get("state"))
+            loaded: dict = {}  # the checkpoint stays on worker 0, which alone reads the folder
+
+            def config() -> TrainConfig:
+                cfg, loaded["state"] = build_config(args, out)
+                return cfg
+
+            cfg = hooks.from_main(config)
+            _, world, local = env_world()
+            check_config(cfg, world, local_rank=local)
+            progress = None if args.no_progress or not hooks.main else _Progress()
+            try:
+                result = run_training(cfg, out_dir=out, resume=args.resume, hooks=hooks,
+                                      callback=progress.update if progress else None,
+                                      checkpoint=loaded.get("state"))
+            finally:
+                if progress:
+                    progress.close()
         finally:
-            if progress:
-                progress.close()
+            gmmn_log.setLevel(gmmn_level)
     if hooks.main:
         print(f"trained {cfg.preset} on {result.data['name']} "
               f"({result.data['dim']} dimensions): {out}/checkpoint.pt")
