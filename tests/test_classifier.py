@@ -83,14 +83,15 @@ def test_training_and_loading_leave_the_global_rng_alone_and_depend_on_the_seed_
     splits = _tiny()
     weights = []
     for caller_seed in (1, 2):
-        torch.manual_seed(caller_seed)
-        before = torch.random.get_rng_state()
-        trained = C.load_or_train_classifier(splits, cache_dir=tmp_path / str(caller_seed),
-                                             config=TINY)
-        assert torch.equal(torch.random.get_rng_state(), before)
-        loaded = C.load_or_train_classifier(splits, cache_dir=tmp_path / str(caller_seed),
-                                            config=TINY)
-        assert torch.equal(torch.random.get_rng_state(), before)
+        with torch.random.fork_rng(devices=[]):  # the test's own seeding stays here too
+            torch.manual_seed(caller_seed)
+            before = torch.random.get_rng_state()
+            trained = C.load_or_train_classifier(splits, cache_dir=tmp_path / str(caller_seed),
+                                                 config=TINY)
+            assert torch.equal(torch.random.get_rng_state(), before)
+            loaded = C.load_or_train_classifier(splits, cache_dir=tmp_path / str(caller_seed),
+                                                config=TINY)
+            assert torch.equal(torch.random.get_rng_state(), before)
         assert loaded.test_accuracy == trained.test_accuracy
         weights.append(trained.model.state_dict())
     # The caller's global seed does not reach the classifier; its own seed does.
