@@ -164,6 +164,13 @@ def test_sample_and_evaluate_cli_on_a_baseline_run(tmp_path, monkeypatch, capsys
                  "4", "--thin", "2", "--chain-noise", "0.5", "--out",
                  str(tmp_path / "s.npy")]) == 0
     assert np.load(tmp_path / "s.npy").shape == (30, 64)
+    import gmmn.training.run as run
+
+    seen, real = [], run.load_splits
+    monkeypatch.setattr(run, "load_splits", lambda cfg: seen.append(cfg.data_dir) or real(cfg))
+    assert main(["sample", "--run", str(run_dir), "--n", "5", "--data-dir", str(tmp_path / "d"),
+                 "--out", str(tmp_path / "d.npy")]) == 0
+    assert seen == [str(tmp_path / "d")]  # the chains' starting rows came from --data-dir
     assert main(["evaluate", "--run", str(run_dir), "--metrics", "parzen,interpolation",
                  "--n-samples", "40", "--chains", "4", "--thin", "2"]) == 0
     report = json.loads((run_dir / "eval" / "report.json").read_text())

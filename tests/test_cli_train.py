@@ -240,3 +240,10 @@ def test_cli_resume_reads_the_checkpoint_once_and_refuses_another_preset(tmp_pat
     assert main(["train", "--resume", "--preset", "digits-gmmn-ae", *flags]) == 2
     assert "holds a run of preset 'digits-gmmn', not 'digits-gmmn-ae'" in capsys.readouterr().err
     assert len(reads) == 1
+
+
+def test_sample_data_dir_is_refused_for_a_run_that_samples_its_prior(ae_run, tmp_path, capsys):
+    assert main(["sample", "--run", str(ae_run), "--data-dir", str(tmp_path), "--out",
+                 str(tmp_path / "s.npy")]) == 2
+    assert "--data-dir is only read by baseline runs" in capsys.readouterr().err
+    assert not (tmp_path / "s.npy").exists()

@@ -92,6 +92,15 @@ class Run:
             raise ConfigError(f"unknown chain settings {sorted(unknown)}; use {CHAIN_FIELDS}")
         return replace(self, config=replace(self.config, **given))
 
+    def with_data_dir(self, data_dir: str | os.PathLike) -> Run:
+        """This run, reading its dataset from ``data_dir`` (where a baseline's chains find
+        their starting rows; the rows are still checked against the run's fingerprint)."""
+        if not self.baseline:
+            raise ConfigError(f"--data-dir is only read by baseline runs (DBN, stacked CAE, "
+                              f"deep GSN), whose chains start at training rows; this run "
+                              f"({self.config.preset}) samples from its prior: drop it")
+        return replace(self, config=replace(self.config, data_dir=str(data_dir)))
+
     def use_training_rows(self, train: torch.Tensor) -> Run:
         """Start a baseline's chains from ``train`` (the run's training split, already
         loaded), after checking that it is the data the run was trained on."""

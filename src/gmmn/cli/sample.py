@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="same seed, same samples (default 0)")
     p.add_argument("--out", required=True, help="output file: .png, .npy or .csv")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--data-dir", default=None,
+                   help="where the run's dataset lives now (baseline runs only: their chains "
+                        "start at its training rows; default: the run's --data-dir)")
     add_chain_flags(p)
     p.set_defaults(handler=run)
 
@@ -66,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--n must be positive, got {args.n}")
     device = resolve_device(args.device)
     model = with_chain_flags(load_run(args.run, device=device), args)
+    if args.data_dir is not None:
+        model = model.with_data_dir(args.data_dir)
     if out.suffix.lower() == ".png" and model.image_shape is None:
         raise ConfigError(f"the run in {args.run} is not image data; write .npy or .csv")
     # The samples, their CPU copy and the widest layer's activations, before allocating.
