@@ -15,8 +15,6 @@ run is bit-identical to an unbroken one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
 
 from gmmn.baselines.cae import cae_loss
@@ -25,26 +23,16 @@ from gmmn.baselines.model import BaselineModel, chain_starts
 from gmmn.baselines.rbm import PersistentChains, cd_loss, cd_negatives
 from gmmn.config import TrainConfig
 from gmmn.training.loop import Part, Stage
-from gmmn.training.optim import ReleasedSGD, Schedule
+from gmmn.training.optim import MomentumSGD, ReleasedSGD, Schedule
 from gmmn.training.stages import ENCODE_CHUNK, BatchSampler, SampledStage, make_generator
 
 
-class AveragedMomentumSGD:
+class AveragedMomentumSGD(MomentumSGD):
     """The deep GSN code's momentum: ``b <- m b + (1 - m) g; theta <- theta - lr b``.
 
     Not :class:`ReleasedSGD` with a rescaled lr: the buffer holds gradients, not steps, so
     when the lr is annealed the old gradients move at the new lr (as in the GSN code).
     """
-
-    def __init__(self, params: Iterable[torch.nn.Parameter], *, lr: float, momentum: float
-                 ) -> None:
-        self.params = [p for p in params if p.requires_grad]
-        self.lr, self.momentum = lr, momentum
-        self.buffers = [torch.zeros_like(p) for p in self.params]
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
 
     @torch.no_grad()
     def step(self) -> None:
@@ -53,16 +41,6 @@ class AveragedMomentumSGD:
                 continue
             b.mul_(self.momentum).add_(p.grad, alpha=1 - self.momentum)
             p.add_(b, alpha=-self.lr)
-
-    def state_dict(self) -> dict:
-        return {"buffers": [b.detach().cpu().clone() for b in self.buffers]}
-
-    def load_state_dict(self, state: dict) -> None:
-        saved = state["buffers"]
-        if len(saved) != len(self.buffers):
-            raise ValueError("momentum buffers do not match the model's parameters")
-        for b, s in zip(self.buffers, saved, strict=True):
-            b.copy_(s)
 
 
 def annealed(*, lr: float, momentum: float, every: int, factor: float) -> Schedule:

@@ -37,26 +37,44 @@ class Optimizer(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
-class ReleasedSGD:
-    """SGD with momentum in the released form ``v <- m v - lr g; p <- p + v``.
-
-    ``lr`` and ``momentum`` are plain attributes that a schedule sets before each step.
+class MomentumSGD:
+    """What the SGD variants share: the trainable parameters, one momentum buffer per
+    parameter, and the buffers' checkpoint entry under ``STATE_KEY``. Subclasses write
+    ``step``; ``lr`` and ``momentum`` are plain attributes that a schedule sets before it.
     """
+
+    STATE_KEY = "buffers"
 
     def __init__(self, params: Iterable[torch.nn.Parameter], *, lr: float, momentum: float
                  ) -> None:
         self.params = [p for p in params if p.requires_grad]
         self.lr = lr
         self.momentum = momentum
-        self.velocity = [torch.zeros_like(p) for p in self.params]
+        self.buffers = [torch.zeros_like(p) for p in self.params]
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
+    def state_dict(self) -> dict:
+        return {self.STATE_KEY: [b.detach().cpu().clone() for b in self.buffers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = state[self.STATE_KEY]
+        if len(saved) != len(self.buffers):
+            raise ValueError("momentum buffers do not match the model's parameters")
+        for b, s in zip(self.buffers, saved, strict=True):
+            b.copy_(s)
+
+
+class ReleasedSGD(MomentumSGD):
+    """SGD with momentum in the released form ``v <- m v - lr g; p <- p + v``."""
+
+    STATE_KEY = "velocity"  # the checkpoints' name for v
+
     @torch.no_grad()
     def step(self) -> None:
-        pairs = [(p, v) for p, v in zip(self.params, self.velocity, strict=True)
+        pairs = [(p, v) for p, v in zip(self.params, self.buffers, strict=True)
                  if p.grad is not None]
         if not pairs:
             return
@@ -65,16 +83,6 @@ class ReleasedSGD:
         torch._foreach_mul_(velocity, self.momentum)
         torch._foreach_add_(velocity, [p.grad for p in params], alpha=-self.lr)
         torch._foreach_add_(params, velocity)
-
-    def state_dict(self) -> dict:
-        return {"velocity": [v.detach().cpu().clone() for v in self.velocity]}
-
-    def load_state_dict(self, state: dict) -> None:
-        saved = state["velocity"]
-        if len(saved) != len(self.velocity):
-            raise ValueError("momentum buffers do not match the model's parameters")
-        for v, s in zip(self.velocity, saved, strict=True):
-            v.copy_(s)
 
 
 Schedule = Callable[[int], tuple[float, float]]  # iteration t (from 1) -> (lr, momentum)
