@@ -158,25 +158,24 @@ def run(args: argparse.Namespace) -> int:
         gmmn_level = gmmn_log.level
         if not hooks.main:
             gmmn_log.setLevel(logging.ERROR)
+        loaded: dict = {}  # the checkpoint stays on worker 0, which alone reads the folder
+
+        def config() -> TrainConfig:
+            cfg, loaded["state"] = build_config(args, out)
+            return cfg
+
+        progress = None
         try:
-            loaded: dict = {}  # the checkpoint stays on worker 0, which alone reads the folder
-
-            def config() -> TrainConfig:
-                cfg, loaded["state"] = build_config(args, out)
-                return cfg
-
             cfg = hooks.from_main(config)
             _, world, local = env_world()
             check_config(cfg, world, local_rank=local)
             progress = None if args.no_progress or not hooks.main else _Progress()
-            try:
-                result = run_training(cfg, out_dir=out, resume=args.resume, hooks=hooks,
-                                      callback=progress.update if progress else None,
-                                      checkpoint=loaded.get("state"))
-            finally:
-                if progress:
-                    progress.close()
+            result = run_training(cfg, out_dir=out, resume=args.resume, hooks=hooks,
+                                  callback=progress.update if progress else None,
+                                  checkpoint=loaded.get("state"))
         finally:
+            if progress:
+                progress.close()
             gmmn_log.setLevel(gmmn_level)
     if hooks.main:
         print(f"trained {cfg.preset} on {result.data['name']} "
