@@ -45,8 +45,9 @@ def test_penalty_gradient_matches_autograd_through_the_jacobian():
     torch.testing.assert_close(closed, cae.weight.grad, rtol=1e-10, atol=1e-12)
 
 
-def test_loss_is_reconstruction_plus_weighted_penalty():
-    cae, x = layer(False), inputs()
+@pytest.mark.parametrize("tied", [True, False])
+def test_loss_is_reconstruction_plus_weighted_penalty(tied):
+    cae, x = layer(tied), inputs()
     want = 0.0
     for row in x:
         r = cae.decode(cae.encode(row[None]))[0]
@@ -54,6 +55,40 @@ def test_loss_is_reconstruction_plus_weighted_penalty():
         pen = (jacobian(cae.encode, row) ** 2).sum()
         want = want + (bce + 0.3 * pen) / len(x)
     torch.testing.assert_close(cae_loss(cae, x, contraction=0.3), want, rtol=1e-10, atol=1e-12)
+
+
+def reference_loss(cae, x, target, contraction):
+    """The loss row by row, its penalty through autograd's Jacobian (differentiable)."""
+    total = 0.0
+    for row, t in zip(x, target, strict=True):
+        r = cae.decode(cae.encode(row[None]))[0]
+        bce = -(t * r.log() + (1 - t) * (1 - r).log()).sum()
+        pen = (jacobian(cae.encode, row, create_graph=True) ** 2).sum()
+        total = total + (bce + contraction * pen) / len(x)
+    return total
+
+
+def test_written_out_gradient_of_the_tied_loss_matches_autograd_through_the_jacobian():
+    cae, x = layer(True), inputs(5)
+    target = inputs(5, seed=9)  # a target other than the input exercises both terms
+    params = [cae.weight, cae.hidden_bias, cae.visible_bias]
+    fused = cae_loss(cae, x, contraction=0.3, target=target)
+    assert fused.grad_fn is not None and "TiedCAELoss" in type(fused.grad_fn).__name__
+    got = torch.autograd.grad(2.5 * fused, params)  # a non-unit upstream gradient
+    want = torch.autograd.grad(2.5 * reference_loss(cae, x, target, 0.3), params)
+    torch.testing.assert_close(fused.detach(), reference_loss(cae, x, target, 0.3).detach(),
+                               rtol=1e-10, atol=1e-12)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-11)
+
+
+def test_tied_loss_falls_back_to_autograd_when_the_input_needs_a_gradient():
+    cae, x = layer(True), inputs(4).requires_grad_()
+    loss = cae_loss(cae, x, contraction=0.3)
+    assert "TiedCAELoss" not in type(loss.grad_fn).__name__
+    (gx,) = torch.autograd.grad(loss, x)
+    (want,) = torch.autograd.grad(reference_loss(cae, x, x, 0.3), x)
+    torch.testing.assert_close(gx, want, rtol=1e-9, atol=1e-11)
 
 
 def test_chain_step_moves_the_code_by_j_jt_alpha_or_j_eps():
