@@ -180,6 +180,38 @@ def test_sample_and_evaluate_cli_on_a_baseline_run(tmp_path, monkeypatch, capsys
     assert "Parzen" in capsys.readouterr().out
 
 
+def test_evaluate_chooses_the_cae_chain_noise_on_validation(tmp_path, monkeypatch, capsys):
+    from gmmn.cli import main
+
+    monkeypatch.setenv("GMMN_DATA", str(tmp_path / "cache"))
+    run_dir = tmp_path / "run"
+    run_training(tiny("digits-scae"), out_dir=run_dir)
+    common = ["evaluate", "--run", str(run_dir), "--metrics", "parzen", "--n-samples", "40",
+              "--chains", "4"]
+    assert main([*common, "--chain-noise", "3,0.2", "--out", str(tmp_path / "g/report.json")]
+                ) == 0
+    report = json.loads((tmp_path / "g" / "report.json").read_text())
+    chosen = report["chain"]["noise_selection"]["chosen"]
+    scores = report["chain"]["noise_selection"]["validation"]
+    assert set(scores) == {"0.2", "3.0"} and report["chain"]["chain_noise"] == chosen
+    assert chosen == max((0.2, 3.0), key=lambda v: scores[str(v)]["validation_ll"])
+    assert "chosen on validation" in (tmp_path / "g" / "report.md").read_text()
+    # The same score as evaluating with the chosen value given alone (same seeds, same chains).
+    assert main([*common, "--chain-noise", str(chosen), "--out",
+                 str(tmp_path / "one/report.json")]) == 0
+    one = json.loads((tmp_path / "one" / "report.json").read_text())
+    assert one["parzen"]["mean"] == report["parzen"]["mean"]
+    assert "noise_selection" not in one["chain"]
+    capsys.readouterr()
+    dbn_dir = tmp_path / "dbn"
+    run_training(tiny("digits-dbn"), out_dir=dbn_dir)
+    assert main(["evaluate", "--run", str(dbn_dir), "--chain-noise", "0.1,1"]) == 2
+    assert "only chosen for stacked CAE runs" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse's usage error
+        main(["evaluate", "--run", str(dbn_dir), "--chain-noise", "0.1,x"])
+    assert "comma-separated numbers, got '0.1,x'" in capsys.readouterr().err
+
+
 def test_reproduce_plans_baseline_rows_only_when_asked():
     assert available_models("digits") == ("gmmn", "gmmn-ae", "gan")  # the default table
     assert available_models("mnist", baselines=True)[-3:] == ("dbn", "scae", "gsn")

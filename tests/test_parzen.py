@@ -16,6 +16,7 @@ from gmmn.errors import ConfigError, DataError
 from gmmn.evaluate import (
     GAN_SIGMAS,
     MNIST_SIGMAS,
+    choose_on_validation,
     parzen_log_densities,
     parzen_log_likelihood,
     parzen_protocol,
@@ -195,3 +196,25 @@ def test_gan_variant_uses_one_sample_set_and_the_first_1000_validation_rows():
     assert res.mean == pytest.approx(parzen_log_likelihood(s, sp.test, sigma=res.sigma)[0])
     with pytest.raises(ConfigError, match="variant"):
         parzen_protocol(sample_fn, sp, variant="nope")
+
+
+def test_choose_on_validation_picks_the_best_validation_score_without_reading_the_test_set():
+    g = torch.Generator().manual_seed(6)
+    pool = torch.rand(200, 5, generator=g)
+    valid = pool[:60] + 0.02 * torch.randn(60, 5, generator=g)
+    # A test set of NaN: any use of it would turn a score into NaN or raise.
+    sp = Splits("mnist", pool, valid, torch.full((40, 5), float("nan")), None, None, None,
+                None, "t")
+    near, seeds = _pool_sampler(pool)
+    far, _ = _pool_sampler(pool + 0.3)  # the same pool shifted off the validation data
+    choice = choose_on_validation({0.5: far, 1.0: near, "wide": _pool_sampler(pool * 3)[0]},
+                                  sp, n_samples=80, seed=3)
+    assert seeds == [3]  # one draw per candidate, with the protocol's validation seed
+    for label, fn in ((0.5, far), (1.0, near)):
+        curve = reference(fn(80, seed=3), valid, MNIST_SIGMAS).mean(0)
+        assert choice.scores[label]["validation_ll"] == pytest.approx(curve.max(), abs=1e-6)
+        assert choice.scores[label]["sigma"] == MNIST_SIGMAS[int(np.argmax(curve))]
+    assert choice.best == 1.0 and choice.to_dict()["chosen"] == 1.0
+    assert all(np.isfinite(r["validation_ll"]) for r in choice.scores.values())
+    with pytest.raises(ConfigError, match="at least one"):
+        choose_on_validation({}, sp)

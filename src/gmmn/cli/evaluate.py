@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     from gmmn.cli.sample import add_chain_flags
 
-    add_chain_flags(p)
+    add_chain_flags(p, noise_grid=True)
     p.set_defaults(handler=main)
 
 
@@ -94,6 +94,8 @@ def main(args: argparse.Namespace) -> int:
     if not args.run.is_dir():
         raise CheckpointError(f"run directory {args.run} does not exist; pass the folder "
                               "that `gmmn train --out` wrote")
+    grid = args.chain_noise if args.chain_noise and len(args.chain_noise) > 1 else None
+    args.chain_noise = args.chain_noise[0] if args.chain_noise and not grid else None
     run = _load_run(args.run, device=args.device)
     if any(getattr(args, k, None) is not None for k in CHAIN_FLAGS):
         from gmmn.cli.sample import with_chain_flags
@@ -119,7 +121,8 @@ def main(args: argparse.Namespace) -> int:
         report = evaluate_run(run, splits, out_dir=out.parent, metrics_to_run=chosen,
                               n_samples=args.n_samples, seed=args.seed,
                               parzen_variant=args.parzen_variant,
-                              metrics_file=args.run / "metrics.jsonl", progress=bars)
+                              metrics_file=args.run / "metrics.jsonl",
+                              chain_noise_grid=grid, progress=bars)
     finally:
         bars.close()
     if out.name != "report.json":

@@ -36,16 +36,31 @@ def register(subparsers) -> None:
     p.set_defaults(handler=run)
 
 
-def add_chain_flags(p: argparse.ArgumentParser) -> None:
-    """The chain settings of a baseline run (default: the ones stored in its config)."""
+def add_chain_flags(p: argparse.ArgumentParser, *, noise_grid: bool = False) -> None:
+    """The chain settings of a baseline run (default: the ones stored in its config).
+
+    ``noise_grid``: ``--chain-noise`` also takes a comma-separated list, read as a tuple."""
     from gmmn.config import field_help, flag
 
     group = p.add_argument_group("baseline chains (DBN, stacked CAE, deep GSN runs; default: "
                                  "the run's config)")
     for name, kind in (("chains", int), ("burn_in", int), ("thin", int),
-                       ("chain_noise", float), ("chain_noise_space", str)):
+                       ("chain_noise", _noise_values if noise_grid else float),
+                       ("chain_noise_space", str)):
+        extra = ("; several values, comma-separated (e.g. 0.1,0.3,1): the one with the best "
+                 "validation Parzen log-likelihood is used" if name == "chain_noise"
+                 and noise_grid else "")
         group.add_argument(flag(name), dest=name, type=kind, default=None,
-                           help=field_help(name))
+                           help=field_help(name) + extra)
+
+
+def _noise_values(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number or comma-separated numbers, got {text!r}") from None
+    return values
 
 
 def with_chain_flags(run, args: argparse.Namespace):

@@ -18,6 +18,7 @@ from gmmn.evaluate.protocol import (
     MNIST_SIGMAS,
     TFD_SIGMAS,
     ParzenResult,
+    choose_on_validation,
     parzen_protocol,
 )
 from gmmn.evaluate.report import METRICS, evaluate_run
@@ -28,6 +29,7 @@ __all__ = [
     "MNIST_SIGMAS",
     "TFD_SIGMAS",
     "ParzenResult",
+    "choose_on_validation",
     "class_coverage",
     "evaluate_run",
     "frechet_distance",

@@ -31,7 +31,7 @@ from gmmn.errors import ConfigError, GMMNError
 from gmmn.evaluate import classifier as clf_mod
 from gmmn.evaluate import figures, metrics
 from gmmn.evaluate.metrics import PR_K
-from gmmn.evaluate.protocol import FRESH_SEED_OFFSET, parzen_protocol
+from gmmn.evaluate.protocol import FRESH_SEED_OFFSET, choose_on_validation, parzen_protocol
 from gmmn.files import prepare_folder, write_error
 
 log = logging.getLogger(__name__)
@@ -81,8 +81,14 @@ def evaluate_run(run: Any, splits: Splits, *, out_dir: pathlib.Path | str,
                  metrics_to_run: Sequence[str] = METRICS, n_samples: int = 10000, seed: int = 0,
                  parzen_variant: str = "gmmn", metrics_file: pathlib.Path | str | None = None,
                  cache_dir: pathlib.Path | str | None = None,
+                 chain_noise_grid: Sequence[float] | None = None,
                  progress: StageProgress | None = None) -> dict:
-    """Compute the chosen metrics and figures; write report.json and report.md in out_dir."""
+    """Compute the chosen metrics and figures; write report.json and report.md in out_dir.
+
+    ``chain_noise_grid`` (stacked CAE runs): choose the chain's noise from these values by
+    validation Parzen log-likelihood (:func:`choose_on_validation`) before anything else is
+    sampled; the report records every value's score under ``chain.noise_selection``.
+    """
     final = pathlib.Path(out_dir)
     prepare_folder(final, what="the report folder")
     for stale in final.glob(_TMP_PREFIX + "*"):  # left by an evaluation that was killed
@@ -91,7 +97,8 @@ def evaluate_run(run: Any, splits: Splits, *, out_dir: pathlib.Path | str,
     try:
         report = _evaluate(run, splits, out, metrics_to_run=metrics_to_run,
                            n_samples=n_samples, seed=seed, parzen_variant=parzen_variant,
-                           metrics_file=metrics_file, cache_dir=cache_dir, progress=progress)
+                           metrics_file=metrics_file, cache_dir=cache_dir,
+                           chain_noise_grid=chain_noise_grid, progress=progress)
         _commit(out, final)
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -125,7 +132,8 @@ def run_status(run: Any) -> dict | None:
 
 
 def _evaluate(run: Any, splits: Splits, out: pathlib.Path, *, metrics_to_run, n_samples,
-              seed, parzen_variant, metrics_file, cache_dir, progress) -> dict:
+              seed, parzen_variant, metrics_file, cache_dir, chain_noise_grid,
+              progress) -> dict:
     chosen = parse_metrics(metrics_to_run)
     shape = splits.image_shape
     report: dict[str, Any] = {"dataset": splits.name, "n_samples": n_samples, "seed": seed,
@@ -134,9 +142,15 @@ def _evaluate(run: Any, splits: Splits, out: pathlib.Path, *, metrics_to_run, n_
     if callable(getattr(run, "use_training_rows", None)):
         # Baselines start their chains from training rows (never test rows): these ones.
         run = run.use_training_rows(splits.train)
+    selection = None
+    if chain_noise_grid:
+        run, selection = _choose_chain_noise(run, splits, chain_noise_grid, n_samples=n_samples,
+                                             seed=seed, progress=progress)
     chain = getattr(run, "chain_settings", None)
     if isinstance(chain, dict):  # a baseline: its samples depend on how the chain ran
         report["chain"] = {**chain, "starts": "training rows picked by the sampling seed"}
+        if selection is not None:
+            report["chain"]["noise_selection"] = selection
     if status is not None:
         report["run"] = status
     samples = torch.as_tensor(run.sample(min(n_samples, splits.test.shape[0]),
@@ -191,6 +205,23 @@ def _evaluate(run: Any, splits: Splits, out: pathlib.Path, *, metrics_to_run, n_
     except OSError as exc:
         raise write_error(exc, out / "report.json") from exc
     return report
+
+
+def _choose_chain_noise(run: Any, splits: Splits, grid: Sequence[float], *, n_samples: int,
+                        seed: int, progress) -> tuple[Any, dict]:
+    """``run`` with the chain noise of ``grid`` that validation prefers, and the scores."""
+    cfg = getattr(run, "config", None)
+    if getattr(cfg, "baseline", None) != "scae":
+        raise ConfigError("a grid of chain noise values is only chosen for stacked CAE runs "
+                          "(--baseline scae), whose chain has that noise; give one value or "
+                          "none")
+    values = sorted({float(v) for v in grid})
+    if any(not math.isfinite(v) or v < 0 for v in values):
+        raise ConfigError(f"chain noise values must be finite and >= 0; got {list(grid)}")
+    choice = choose_on_validation({v: run.with_chain(chain_noise=v).sample for v in values},
+                                  splits, n_samples=n_samples, seed=seed,
+                                  progress=_stage(progress, "chain noise (validation)"))
+    return run.with_chain(chain_noise=choice.best), choice.to_dict()
 
 
 def _classifier_metrics(report: dict, chosen: Sequence[str], samples, real, train_ref,
@@ -272,6 +303,12 @@ def render_markdown(report: dict) -> str:
         lines += [f"**Unfinished run**: its checkpoint stops in stage {status['stage']} at "
                   f"iteration {status['iteration']}; these numbers describe a half-trained "
                   f"model.", ""]
+    chain = report.get("chain") or {}
+    if "noise_selection" in chain:
+        scores = chain["noise_selection"]["validation"]  # JSON keys are strings
+        picks = ", ".join(f"{float(v):g}: {r['validation_ll']:.1f}" for v, r in scores.items())
+        lines += [f"Chain noise {chain['chain_noise']:g}, chosen on validation Parzen "
+                  f"log-likelihood (noise: nats) from {picks}.", ""]
     lines += ["Reference = the same procedure with real training images in place of samples.", "",
              "| metric | model | real-data reference |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
