@@ -121,15 +121,16 @@ class _TiedCAELoss(torch.autograd.Function):
 
 
 def cae_loss(cae: CAE, x: torch.Tensor, *, contraction: float,
-             target: torch.Tensor | None = None) -> torch.Tensor:
+             target: torch.Tensor | None = None, fast: bool = True) -> torch.Tensor:
     """Mean over rows of summed binary cross-entropy plus ``contraction`` * ||J||_F^2.
 
     ``target`` defaults to ``x`` (inputs in [0, 1], read as Bernoulli means). A tied layer
     whose inputs need no gradient (greedy training) takes the written-out gradient of
-    :class:`_TiedCAELoss`; otherwise autograd runs through the formula below.
+    :class:`_TiedCAELoss`; otherwise, or with ``fast=False`` (the benchmark's reference),
+    autograd runs through the formula below.
     """
     target = x if target is None else target
-    if cae.tied and not (x.requires_grad or target.requires_grad):
+    if fast and cae.tied and not (x.requires_grad or target.requires_grad):
         return _TiedCAELoss.apply(x, target, cae.weight, cae.hidden_bias, cae.visible_bias,
                                   float(contraction))
     h = cae.encode(x)
