@@ -107,6 +107,7 @@ class _TiedCAELoss(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         x, target, weight, h, z, s, col = ctx.saved_tensors
         lam, n = ctx.contraction, x.shape[0]
