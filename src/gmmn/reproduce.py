@@ -120,7 +120,7 @@ def train_command(cfg: TrainConfig, run_dir: Path) -> str:
 # The stacked CAE's chain noise is not given by its sources (docs/baselines.md): its rows
 # choose it from these values on validation Parzen log-likelihood, around the released
 # code's default of 1.
-CAE_CHAIN_NOISE_GRID = (0.1, 0.3, 1.0, 3.0)
+CAE_CHAIN_NOISE_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 def chain_noise_grid(cfg: TrainConfig) -> tuple[float, ...] | None:
