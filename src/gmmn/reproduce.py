@@ -400,6 +400,8 @@ def _seconds(s: float | None) -> str:
 
 def render_table(table: dict) -> str:
     """table.md: our rows beside the paper's numbers, the runs of each seed, the commands."""
+    from gmmn.evaluate.report import noise_choice_text
+
     ds, mnist = table["dataset"], table["dataset"] == "mnist"
     paper_col = "paper, MNIST" if mnist else "paper, MNIST (other data)"
     lines = [f"# Parzen table: {ds}" + (" (--quick: not the paper's settings)"
@@ -455,11 +457,8 @@ def render_table(table: dict) -> str:
         for run in row["runs"]:
             sel = run.get("chain_noise_selection")
             if sel:
-                scores = ", ".join(f"{float(v):g}: {r['validation_ll']:.1f}"
-                                   for v, r in sel["validation"].items())
-                lines += ["", f"{row['model']} seed {run['seed']}: chain noise {sel['chosen']:g}, "
-                              f"chosen on validation Parzen log-likelihood (noise: nats) from "
-                              f"{scores}."]
+                lines += ["", f"{row['model']} seed {run['seed']}: chain noise "
+                              f"{noise_choice_text(sel)}."]
     lines += ["", "## Commands for each run", "",
               "Run from the output folder (the paths are relative to it):", ""]
     for row in table["rows"]:

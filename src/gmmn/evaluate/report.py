@@ -266,6 +266,15 @@ def _fmt(v: Any, err: Any = None) -> str:
     return f"{s} +- {err:.2g}" if err is not None else s
 
 
+def noise_choice_text(selection: dict) -> str:
+    """"<chosen>, chosen on validation ... from <value>: <nats>, ..." for a report's
+    ``chain.noise_selection`` (the report.md line and gmmn reproduce's table notes)."""
+    scores = ", ".join(f"{float(v):g}: {r['validation_ll']:.1f}"  # JSON keys are strings
+                       for v, r in selection["validation"].items())
+    return (f"{selection['chosen']:g}, chosen on validation Parzen log-likelihood "
+            f"(noise: nats) from {scores}")
+
+
 def render_markdown(report: dict) -> str:
     """A one-screen summary: each metric, the model's value, the real-data reference."""
     rows = []
@@ -305,10 +314,7 @@ def render_markdown(report: dict) -> str:
                   f"model.", ""]
     chain = report.get("chain") or {}
     if "noise_selection" in chain:
-        scores = chain["noise_selection"]["validation"]  # JSON keys are strings
-        picks = ", ".join(f"{float(v):g}: {r['validation_ll']:.1f}" for v, r in scores.items())
-        lines += [f"Chain noise {chain['chain_noise']:g}, chosen on validation Parzen "
-                  f"log-likelihood (noise: nats) from {picks}.", ""]
+        lines += [f"Chain noise {noise_choice_text(chain['noise_selection'])}.", ""]
     lines += ["Reference = the same procedure with real training images in place of samples.", "",
              "| metric | model | real-data reference |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
