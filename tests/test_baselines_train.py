@@ -44,9 +44,10 @@ def one_thread():
 
 def test_presets_follow_the_recipes_of_docs_baselines():
     dbn, scae, gsn = (get_preset(f"mnist-{m}") for m in ("dbn", "scae", "gsn"))
-    assert (dbn.baseline, dbn.baseline_hidden, dbn.pcd, dbn.cd_k, dbn.lr, dbn.init_std,
-            dbn.data_batch_size, dbn.iterations) == ("dbn", (1000, 1000), True, 1, 0.01, 0.01,
-                                                     100, 50 * 550)
+    assert (dbn.baseline, dbn.baseline_hidden, dbn.pcd, dbn.cd_k, dbn.lr, dbn.momentum,
+            dbn.anneal_every, dbn.anneal_factor, dbn.init_std, dbn.data_batch_size,
+            dbn.iterations) == ("dbn", (1000, 1000), True, 1, 0.05, 0.5, 550, 0.95, 0.01, 100,
+                                50 * 550)
     assert (scae.contraction, scae.lr, scae.data_batch_size, scae.iterations,
             scae.chain_noise, scae.chain_noise_space) == (0.1, 0.001, 10, 200 * 5500, 1.0,
                                                           "hidden")
