@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,6 +231,24 @@ def test_reproduce_plans_baseline_rows_only_when_asked():
     assert scale_iterations(get_preset("digits-dbn"), 0.5).iterations == 1000
 
 
+def test_reproduce_chain_flags_are_checked():
+    from gmmn.reproduce import eval_dir_name, evaluate_command
+
+    with pytest.raises(ConfigError, match="names none of them"):
+        plan("mnist", out="x", models=("gmmn",), chain={"chains": 100})
+    with pytest.raises(ConfigError, match="--burn-in must be an integer >= 0"):
+        plan("mnist", out="x", models=("dbn",), chain={"burn_in": -1})
+    with pytest.raises(ConfigError, match="--thin must be an integer >= 1"):
+        plan("mnist", out="x", models=("dbn",), chain={"thin": 0})
+    p = plan("mnist", out="x", models=("dbn",), chain={"chains": 100, "thin": 10})
+    assert p.chain == {"chains": 100, "thin": 10}
+    assert eval_dir_name(p.chain) == "eval-chains-100-thin-10" and eval_dir_name({}) == "eval"
+    cmd = evaluate_command(Path("mnist-dbn/seed-0"), n_samples=10000, seed=0, data_dir=None,
+                           chain=p.chain)
+    assert cmd.endswith("--chains 100 --thin 10 --out "
+                        "mnist-dbn/seed-0/eval-chains-100-thin-10/report.json")
+
+
 @pytest.mark.slow  # three tiny baselines trained and fully evaluated: ~15 s
 def test_reproduce_digits_baseline_rows(tmp_path, monkeypatch, capsys):
     from gmmn.cli import main
@@ -250,6 +269,31 @@ def test_reproduce_digits_baseline_rows(tmp_path, monkeypatch, capsys):
     assert "--chain-noise 0.1,0.3,1,3,10" in cae["commands"][1]
     assert table["rows"][0]["runs"][0]["chain_noise_selection"] is None
     assert "chosen on validation Parzen" in (out / "table.md").read_text()
+
+    # The same trained runs under another chain protocol: a second report beside the first,
+    # which stays as it was, and a command that recomputes the new one.
+    first = (out / "digits-dbn/seed-0/eval/report.json").read_bytes()
+    trained = (out / "digits-dbn/seed-0/checkpoint.pt").stat().st_mtime_ns
+    assert main(["reproduce", "--dataset", "digits", "--quick", "--models", "dbn",
+                 "--iterations-scale", "0.01", "--n-samples", "60", "--out", str(out),
+                 "--chains", "3", "--burn-in", "4", "--thin", "2"]) == 0
+    assert (out / "digits-dbn/seed-0/checkpoint.pt").stat().st_mtime_ns == trained  # kept
+    assert (out / "digits-dbn/seed-0/eval/report.json").read_bytes() == first
+    row = json.loads((out / "table.json").read_text())["rows"][0]
+    assert row["chain"] == {"chains": 3, "burn_in": 4, "thin": 2}
+    run = row["runs"][0]
+    assert run["report"] == "digits-dbn/seed-0/eval-chains-3-burn-in-4-thin-2/report.json"
+    report = json.loads((out / run["report"]).read_text())
+    assert (report["chain"]["chains"], report["chain"]["burn_in"], report["chain"]["thin"]) == (
+        3, 4, 2)
+    assert "| DBN (`digits-dbn`; 3 chains, burn-in 4, thin 2) |" in (out / "table.md").read_text()
+    cmd = run["commands"][1].split()
+    assert cmd[:2] == ["gmmn", "evaluate"]
+    again = tmp_path / "again" / "report.json"
+    cmd[cmd.index("--out") + 1] = str(again)
+    cmd[cmd.index("--run") + 1] = str(out / cmd[cmd.index("--run") + 1])
+    assert main(cmd[1:]) == 0
+    assert json.loads(again.read_text())["parzen"]["mean"] == run["parzen"]["mean"]
 
 
 def test_baselines_refuse_data_outside_the_unit_interval(tmp_path):

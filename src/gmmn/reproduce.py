@@ -25,7 +25,7 @@ import logging
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from gmmn.config import TrainConfig, package_versions
@@ -128,11 +128,31 @@ def chain_noise_grid(cfg: TrainConfig) -> tuple[float, ...] | None:
     return CAE_CHAIN_NOISE_GRID if cfg.baseline == "scae" else None
 
 
+# Chain settings `gmmn reproduce` may give the baseline rows' evaluations (their flags
+# --chains, --burn-in, --thin); the training of a run never depends on them.
+EVAL_CHAIN_FIELDS = ("chains", "burn_in", "thin")
+
+
+def eval_dir_name(chain: Mapping[str, int] | None) -> str:
+    """A run's evaluation folder: ``eval`` with its own chain settings, else one named by
+    the settings given (``eval-chains-100-burn-in-1000-thin-10``), so both protocols keep
+    their reports side by side."""
+    if not chain:
+        return "eval"
+    return "eval-" + "-".join(f"{config_flag(k)[2:]}-{chain[k]}"
+                              for k in EVAL_CHAIN_FIELDS if k in chain)
+
+
 def evaluate_command(run_dir: Path, *, n_samples: int, seed: int, data_dir: str | None,
-                     device: str = "cpu", noise_grid: tuple[float, ...] | None = None) -> str:
+                     device: str = "cpu", noise_grid: tuple[float, ...] | None = None,
+                     chain: Mapping[str, int] | None = None) -> str:
     parts = ["gmmn", "evaluate", "--run", str(run_dir), "--n-samples", str(n_samples)]
     if noise_grid:
         parts += ["--chain-noise", ",".join(f"{v:g}" for v in noise_grid)]
+    for key, value in (chain or {}).items():
+        parts += [config_flag(key), str(value)]
+    if chain:
+        parts += ["--out", str(run_dir / eval_dir_name(chain) / "report.json")]
     if seed:
         parts += ["--seed", str(seed)]
     if data_dir is not None:
@@ -168,6 +188,9 @@ class Plan:
     data_dir: str | None
     device: str | None
     models: tuple[ModelPlan, ...]
+    # Chain settings for the baseline rows' evaluations (a subset of EVAL_CHAIN_FIELDS);
+    # empty: each run's own (its preset's).
+    chain: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def configs(self) -> tuple[TrainConfig, ...]:
@@ -190,11 +213,13 @@ def plan(dataset: str, *, out: str | Path, quick: bool = False,
          seeds: Sequence[int] = (0,), model_seeds: Mapping[str, Sequence[int]] | None = None,
          models: Sequence[str] | None = None, n_samples: int | None = None,
          scale: float | None = None, data_dir: str | None = None,
-         device: str | None = None) -> Plan:
+         device: str | None = None, chain: Mapping[str, int] | None = None) -> Plan:
     """The configs of ``dataset``'s models (paper settings, or scaled down with ``quick``).
 
     seeds: the training seeds of every model; model_seeds overrides them per model suffix
-    (``{"gan": (0,)}``); models: which suffixes to run (default: every one the dataset has).
+    (``{"gan": (0,)}``); models: which suffixes to run (default: every one the dataset has);
+    chain: ``chains`` / ``burn_in`` / ``thin`` for the baseline rows' evaluations (their
+    training is the same either way; the reports go to :func:`eval_dir_name`).
     """
     if dataset not in DATASETS:
         raise ConfigError(f"gmmn reproduce covers {', '.join(DATASETS)}, not {dataset!r}"
@@ -215,6 +240,17 @@ def plan(dataset: str, *, out: str | Path, quick: bool = False,
                                                           PAPER_SAMPLES)
     if n_samples < 1:
         raise ConfigError(f"--n-samples must be positive, got {n_samples}")
+    chain = dict(chain or {})
+    for key, value in chain.items():
+        if key not in EVAL_CHAIN_FIELDS:
+            raise ConfigError(f"unknown chain setting {key!r}; use {EVAL_CHAIN_FIELDS}")
+        low = 0 if key == "burn_in" else 1
+        if not isinstance(value, int) or value < low:
+            raise ConfigError(f"{config_flag(key)} must be an integer >= {low}, got {value!r}")
+    if chain and not set(models) & set(BASELINE_MODELS):
+        raise ConfigError(f"{', '.join(config_flag(k) for k in chain)} set the Markov chains "
+                          f"of the baseline rows ({', '.join(BASELINE_MODELS)}), but --models "
+                          f"names none of them; add one or drop the flags")
     extra = {"data_dir": data_dir}
     if device is not None:
         extra["device"] = device
@@ -226,7 +262,8 @@ def plan(dataset: str, *, out: str | Path, quick: bool = False,
         configs = tuple(scale_iterations(replace(base, seed=s), scale)
                         for s in model_seeds.get(suffix, seeds))
         rows.append(ModelPlan(label, suffix, paper_row, configs))
-    return Plan(dataset, Path(out), quick, n_samples, scale, data_dir, device, tuple(rows))
+    return Plan(dataset, Path(out), quick, n_samples, scale, data_dir, device, tuple(rows),
+                chain)
 
 
 def reproduce(p: Plan, *, on_event: Event | None = None) -> dict:
@@ -245,6 +282,8 @@ def reproduce(p: Plan, *, on_event: Event | None = None) -> dict:
                 splits_of[cfg.seed] = load_dataset(p.dataset, data_dir=p.data_dir, seed=cfg.seed)
             runs.append(_run(cfg, splits_of[cfg.seed], p, say))
         rows.append(_row(model, runs))
+        if p.chain and model.configs[0].baseline:
+            rows[-1]["chain"] = dict(p.chain)
     table = {"dataset": p.dataset, "quick": p.quick, "n_samples": p.n_samples,
              "iterations_scale": p.scale, "rows": rows, "real_data": _real_row(rows),
              "paper": {k: {"mnist": [v[0], v[1]], "tfd": [v[2], v[3]]}
@@ -279,11 +318,13 @@ def _run(cfg: TrainConfig, splits, p: Plan, say: Event) -> dict:
     # `gmmn evaluate` runs on the CPU unless told otherwise; so does this, so that the
     # printed command recomputes the same numbers.
     eval_device = str(resolve_device(p.device)) if p.device else "cpu"
-    eval_dir = run_dir / "eval"
+    chain = dict(p.chain) if cfg.baseline else {}
+    eval_dir = run_dir / eval_dir_name(chain)
     timing_path = eval_dir / "timing.json"
     grid = chain_noise_grid(cfg)
     want = {"n_samples": p.n_samples, "seed": cfg.seed,
-            **({"chain_noise_grid": list(grid)} if grid else {})}
+            **({"chain_noise_grid": list(grid)} if grid else {}),
+            **({"chain": chain} if chain else {})}
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
     report_path = eval_dir / "report.json"
     if (report_path.exists() and {k: timing.get(k) for k in want} == want
@@ -293,7 +334,7 @@ def _run(cfg: TrainConfig, splits, p: Plan, say: Event) -> dict:
     else:
         say(f"{cfg.preset} seed {cfg.seed}: evaluating ({p.n_samples} Parzen samples)")
         t0 = time.perf_counter()
-        run = load_run(run_dir, device=eval_device)
+        run = load_run(run_dir, device=eval_device).with_chain(**chain)
         report = evaluate_run(run, splits, out_dir=eval_dir, n_samples=p.n_samples,
                               seed=cfg.seed, metrics_file=run_dir / "metrics.jsonl",
                               chain_noise_grid=grid)
@@ -311,8 +352,8 @@ def _run(cfg: TrainConfig, splits, p: Plan, say: Event) -> dict:
         "commands": [train_command(cfg, rel),
                      evaluate_command(rel, n_samples=p.n_samples, seed=cfg.seed,
                                       data_dir=p.data_dir, device=eval_device,
-                                      noise_grid=grid)],
-        "report": str(rel / "eval" / "report.json"),
+                                      noise_grid=grid, chain=chain)],
+        "report": str(rel / eval_dir.name / "report.json"),
         "chain_noise_selection": (report.get("chain") or {}).get("noise_selection"),
         "_reference": {k: (report.get(k) or {}).get("reference") for k in
                        ("parzen", "fd", "kid", "coverage", "precision-recall")},
@@ -398,6 +439,12 @@ def _seconds(s: float | None) -> str:
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
+def chain_text(chain: Mapping[str, int]) -> str:
+    """``100 chains, burn-in 1000, thin 10`` for the settings given."""
+    words = {"chains": "{} chains", "burn_in": "burn-in {}", "thin": "thin {}"}
+    return ", ".join(words[k].format(chain[k]) for k in EVAL_CHAIN_FIELDS if k in chain)
+
+
 def render_table(table: dict) -> str:
     """table.md: our rows beside the paper's numbers, the runs of each seed, the commands."""
     from gmmn.evaluate.report import noise_choice_text
@@ -422,7 +469,9 @@ def render_table(table: dict) -> str:
                   else (parzen or {}).get("stderr"))
         seeds = row.get("seeds", [row.get("seed")])
         lines.append(" | ".join([
-            f"| {row['model']}" + (f" (`{row['preset']}`)" if "preset" in row else ""),
+            f"| {row['model']}" + (f" (`{row['preset']}`" + (
+                f"; {chain_text(row['chain'])})" if row.get("chain") else ")")
+                if "preset" in row else ""),
             ",".join(map(str, seeds)) if "seeds" in row else "-",
             _agg(parzen, "mean", ".1f"),
             "-" if stderr is None else f"{stderr:.2g}",
@@ -436,6 +485,10 @@ def render_table(table: dict) -> str:
               "features of the evaluation classifier (docs/evaluation.md); the real-data row "
               "puts training images through the same procedure (evaluation seed "
               f"{table['real_data']['seed']})."]
+    if any(row.get("chain") for row in table["rows"]):
+        lines += ["", "Baseline rows with chain settings in their name sampled with them "
+                      "(`gmmn reproduce --chains / --burn-in / --thin`) instead of their "
+                      "presets' own (docs/baselines.md)."]
     if not mnist:
         lines += ["", f"The paper's numbers are MNIST's; {ds} scores are not comparable to "
                       "them in absolute value, only the order of the rows is."]

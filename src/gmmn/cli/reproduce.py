@@ -46,6 +46,15 @@ def register(subparsers) -> None:
                                                   "(default: the presets' auto)")
     p.add_argument("--n-samples", type=int, default=None,
                    help=f"Parzen samples per set (default 10000, {QUICK_SAMPLES} with --quick)")
+    chain = p.add_argument_group(
+        "baseline chains (dbn, scae, gsn rows; evaluation only: the same trained runs, "
+        "reports in eval-chains-C-burn-in-B-thin-T/)")
+    chain.add_argument("--chains", type=int, default=None,
+                       help="chains run side by side, each from a training row (presets: 1)")
+    chain.add_argument("--burn-in", type=int, default=None,
+                       help="chain steps dropped before the first kept state (presets: 0)")
+    chain.add_argument("--thin", type=int, default=None,
+                       help="keep every THIN-th state (presets: 1, consecutive states)")
     p.add_argument("--iterations-scale", type=float, default=None,
                    help="multiply every iteration count of the presets by this "
                         "(default 1, or the dataset's --quick fraction)")
@@ -77,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
     p = plan(args.dataset, out=out, quick=args.quick, seeds=args.seeds,
              model_seeds=dict(args.model_seeds), models=args.models,
              n_samples=args.n_samples, scale=args.iterations_scale, data_dir=args.data_dir,
-             device=args.device)
+             device=args.device,
+             chain={k: getattr(args, k) for k in ("chains", "burn_in", "thin")
+                    if getattr(args, k) is not None})
     reproduce(p, on_event=lambda msg: print(msg, file=sys.stderr, flush=True))
     print((p.out / "table.md").read_text(), end="")
     return 0
