@@ -279,14 +279,16 @@ def test_reproduce_digits_baseline_rows(tmp_path, monkeypatch, capsys):
                  "--chains", "3", "--burn-in", "4", "--thin", "2"]) == 0
     assert (out / "digits-dbn/seed-0/checkpoint.pt").stat().st_mtime_ns == trained  # kept
     assert (out / "digits-dbn/seed-0/eval/report.json").read_bytes() == first
-    row = json.loads((out / "table.json").read_text())["rows"][0]
+    assert len(json.loads((out / "table.json").read_text())["rows"]) == 3  # the first table
+    row = json.loads((out / "table-chains-3-burn-in-4-thin-2.json").read_text())["rows"][0]
     assert row["chain"] == {"chains": 3, "burn_in": 4, "thin": 2}
     run = row["runs"][0]
     assert run["report"] == "digits-dbn/seed-0/eval-chains-3-burn-in-4-thin-2/report.json"
     report = json.loads((out / run["report"]).read_text())
     assert (report["chain"]["chains"], report["chain"]["burn_in"], report["chain"]["thin"]) == (
         3, 4, 2)
-    assert "| DBN (`digits-dbn`; 3 chains, burn-in 4, thin 2) |" in (out / "table.md").read_text()
+    assert "| DBN (`digits-dbn`; 3 chains, burn-in 4, thin 2) |" in (
+        out / "table-chains-3-burn-in-4-thin-2.md").read_text()
     cmd = run["commands"][1].split()
     assert cmd[:2] == ["gmmn", "evaluate"]
     again = tmp_path / "again" / "report.json"

@@ -196,6 +196,12 @@ class Plan:
     def configs(self) -> tuple[TrainConfig, ...]:
         return tuple(c for m in self.models for c in m.configs)
 
+    def table_path(self, suffix: str) -> Path:
+        """``out/table.md`` (``.json``); with chain settings ``out/table-chains-...``, named
+        as the evaluation folders, so one output folder keeps both protocols' tables."""
+        stem = "table" + eval_dir_name(self.chain).removeprefix("eval")
+        return self.out / (stem + suffix)
+
 
 def run_dir_name(cfg: TrainConfig) -> Path:
     """Where a run lives inside the output folder: ``<preset>/seed-<S>``."""
@@ -267,7 +273,8 @@ def plan(dataset: str, *, out: str | Path, quick: bool = False,
 
 
 def reproduce(p: Plan, *, on_event: Event | None = None) -> dict:
-    """Train and evaluate every run of ``p`` (skipping finished work); write the table."""
+    """Train and evaluate every run of ``p`` (skipping finished work); write the table
+    (:meth:`Plan.table_path`)."""
     from gmmn.data import load_dataset
 
     say = on_event or (lambda msg: log.info("%s", msg))
@@ -290,9 +297,10 @@ def reproduce(p: Plan, *, on_event: Event | None = None) -> dict:
                        for k, v in PAPER_TABLE.items()},
              "versions": package_versions()}
     p.out.mkdir(parents=True, exist_ok=True)
-    _write_text(p.out / "table.json", json.dumps(table, indent=2) + "\n")
-    _write_text(p.out / "table.md", render_table(table))
-    say(f"wrote {p.out / 'table.md'} and {p.out / 'table.json'}")
+    md, js = p.table_path(".md"), p.table_path(".json")
+    _write_text(js, json.dumps(table, indent=2) + "\n")
+    _write_text(md, render_table(table))
+    say(f"wrote {md} and {js}")
     return table
 
 

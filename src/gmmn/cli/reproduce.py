@@ -4,7 +4,8 @@ Trains D-gmmn, D-gmmn-ae, D-gan (and D-gmmn-ae-plus where it exists; D-dbn, D-sc
 when named in --models) into
 OUT/<preset>/seed-<S>/ for each training seed, evaluates each run with the paper's Parzen
 protocol and the classifier metrics (.../eval/), and writes OUT/table.md and OUT/table.json
-beside the paper's numbers, each row the mean and standard deviation over its seeds.
+beside the paper's numbers, each row the mean and standard deviation over its seeds
+(OUT/table-chains-...md with --chains / --burn-in / --thin).
 Rerunning it skips finished work and continues interrupted runs. ``--quick`` is a
 minutes-long smoke run (docs/reproduce.md).
 """
@@ -90,5 +91,5 @@ def run(args: argparse.Namespace) -> int:
              chain={k: getattr(args, k) for k in ("chains", "burn_in", "thin")
                     if getattr(args, k) is not None})
     reproduce(p, on_event=lambda msg: print(msg, file=sys.stderr, flush=True))
-    print((p.out / "table.md").read_text(), end="")
+    print(p.table_path(".md").read_text(), end="")
     return 0
