@@ -126,6 +126,11 @@ class QuadFormMMD(torch.autograd.Function):
                 s = tile_sums(tiles, spec, grad_a or grad_b)
                 cf = coef[ga][gb]
                 total += s * (cf if a0 == b0 else 2 * cf)
+                if a0 == b0 and (grad_a or grad_b):
+                    # K'_ii multiplies z_i - z_i = 0; left in, it would enter as the
+                    # difference of two rounded products K'_ii z_i, which for a tiny sigma
+                    # (K'_ii ~ 1 / sigma^2) is a huge number, not 0.
+                    slope.diagonal().zero_()
                 if grad_a:
                     h[a0:a1].addmm_(slope, rhs[b0:b1], alpha=cf)
                 if grad_b:
