@@ -265,7 +265,8 @@ def test_reproduce_digits_baseline_rows(tmp_path, monkeypatch, capsys):
         assert row["paper_mnist"]["mean"] == PAPER_TABLE[row["paper_row"]][0]
     assert "| DBN (`digits-dbn`) |" in capsys.readouterr().out
     cae = table["rows"][1]["runs"][0]  # its chain noise chosen on validation from the grid
-    assert set(cae["chain_noise_selection"]["validation"]) == {"0.1", "0.3", "1.0", "3.0", "10.0"}
+    assert set(cae["chain_noise_selection"]["validation"]) == {
+        "0.01", "0.03", "0.1", "0.3", "1.0", "3.0", "10.0", "30.0", "100.0"}
     assert "--chain-noise 0.01,0.03,0.1,0.3,1,3,10,30,100" in cae["commands"][1]
     assert table["rows"][0]["runs"][0]["chain_noise_selection"] is None
     assert "chosen on validation Parzen" in (out / "table.md").read_text()
