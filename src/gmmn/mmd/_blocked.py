@@ -126,7 +126,7 @@ class QuadFormMMD(torch.autograd.Function):
                 s = tile_sums(tiles, spec, grad_a or grad_b)
                 cf = coef[ga][gb]
                 total += s * (cf if a0 == b0 else 2 * cf)
-                if a0 == b0 and (grad_a or grad_b):
+                if a0 == b0 and grad_a:  # grad_b is False on diagonal tiles
                     # K'_ii multiplies z_i - z_i = 0; left in, it would enter as the
                     # difference of two rounded products K'_ii z_i, which for a tiny sigma
                     # (K'_ii ~ 1 / sigma^2) is a huge number, not 0.
