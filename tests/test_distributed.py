@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -172,7 +171,8 @@ def test_distributed_cli_under_torchrun_writes_once_and_resumes(tmp_path):
     done = _torchrun(*FLAGS, "--out", str(fresh))
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("trained digits-gmmn") == 1
-    assert len(re.findall(r"(?<!\d)0/20 \[", done.stderr)) == 1  # one progress bar
+    # One worker reports progress (log lines: stderr is a pipe, not a terminal).
+    assert done.stderr.count("gmmn: stage gmmn started") == 1, done.stderr
     files = {p.name for p in fresh.iterdir()}
     assert files - {"tensorboard", ".lock"} == {"config.json", "metrics.jsonl", "checkpoint.pt",
                                         "samples.png"}

@@ -1,5 +1,6 @@
 """``gmmn data``: inspect a dataset's splits, download one into the cache, or import MNIST
-from the classic ``mnist.pkl.gz``."""
+from the classic ``mnist.pkl.gz``. ``info`` only reads: files it does not find are an error
+that says how to get them, never a download."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import argparse
 import json
 import sys
 
-from gmmn.errors import ConfigError
+from gmmn.errors import ConfigError, DataError
+
+# Datasets `gmmn data import` rebuilds from a file (gmmn.data.mnist_pickle).
+IMPORTERS = ("mnist",)
 
 
 def _progress(desc: str, total: int | None):
@@ -31,11 +35,15 @@ def _image_size(text: str) -> tuple[int, int]:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("data", help="inspect or download datasets")
+    parser = subparsers.add_parser("data", help="inspect, download or import datasets",
+                                   description=__doc__)
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
     sub.required = True
 
-    info = sub.add_parser("info", help="show the splits of a dataset or data file")
+    info = sub.add_parser("info", help="show the splits of a dataset or data file",
+                          description="Show the splits of a dataset or data file: shapes, "
+                          "value ranges, labels. It never downloads: for a missing mnist or "
+                          "fashion-mnist, run `gmmn data download NAME` first.")
     info.add_argument("dataset", metavar="NAME|PATH",
                       help="digits, mnist, fashion-mnist, tfd, or a .npz/.npy/.csv/.mat/folder")
     info.add_argument("--data-dir", default=None, help="folder searched first for data files")
@@ -44,12 +52,16 @@ def register(subparsers) -> None:
                       help="z-score features with the training split's mean and std")
     info.add_argument("--image-size", type=_image_size, default=None, metavar="HxW",
                       help="resize the images of a folder to this size")
-    info.add_argument("--no-download", dest="download", action="store_false",
-                      help="fail instead of downloading missing files")
+    # Kept so that older scripts still run: info never downloads now.
+    info.add_argument("--no-download", action="store_true",
+                      help="accepted and ignored: info never downloads")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(handler=_info)
 
-    down = sub.add_parser("download", help="fetch mnist or fashion-mnist into the cache")
+    down = sub.add_parser("download", help="fetch mnist or fashion-mnist into the cache",
+                          description="Fetch the four IDX files of mnist or fashion-mnist "
+                          "into the cache ($GMMN_DATA/NAME, default ~/.cache/gmmn/NAME), each "
+                          "checked against its SHA-256; files already found are kept.")
     down.add_argument("dataset", metavar="NAME", help="mnist or fashion-mnist")
     down.add_argument("--data-dir", default=None, help="folder searched before downloading")
     down.set_defaults(handler=_download)
@@ -60,7 +72,7 @@ def register(subparsers) -> None:
                          "the published SHA-256, and put them into the cache (or --data-dir). "
                          "The pickle is read by a restricted unpickler that loads numpy "
                          "arrays and nothing else.")
-    imp.add_argument("dataset", metavar="NAME", choices=("mnist",),
+    imp.add_argument("dataset", metavar="NAME", choices=IMPORTERS,
                      help="mnist (the only dataset with a pickle importer)")
     imp.add_argument("path", metavar="PATH", help="mnist.pkl.gz, gzipped or not")
     imp.add_argument("--data-dir", default=None,
@@ -99,9 +111,10 @@ def _summary(splits) -> dict:
 def _info(args: argparse.Namespace) -> int:
     from gmmn.data import load_dataset
 
+    _check_files(args.dataset, args.data_dir)
     splits = load_dataset(args.dataset, data_dir=args.data_dir, seed=args.seed,
                           standardize=args.standardize, image_size=args.image_size,
-                          download=args.download, progress=_progress)
+                          download=False)
     info = _summary(splits)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -124,6 +137,27 @@ def _info(args: argparse.Namespace) -> int:
         print("folds        validation " + ", ".join(str(s[0]) for s in info["folds"]["validation"])
               + "; test " + ", ".join(str(s[0]) for s in info["folds"]["test"]))
     return 0
+
+
+def _check_files(name: str, data_dir: str | None) -> None:
+    """A downloadable dataset whose files are missing: one DataError saying where info
+    looked and how to get them (the loader's own message would only say where to put them)."""
+    from gmmn.data import cache_dir, mnist
+
+    source = mnist.SOURCES.get(name.lower())
+    if source is None:
+        return
+    dirs = mnist.search_dirs(source, data_dir)  # a missing --data-dir is its own error
+    try:
+        mnist.fetch(source, data_dir=data_dir, download_missing=False)
+    except DataError as exc:
+        get = f"`gmmn data download {source.name}`"
+        if source.name in IMPORTERS:
+            get += (f" or `gmmn data import {source.name} FILE` (FILE: the classic "
+                    f"{source.name}.pkl.gz)")
+        raise DataError(f"the {source.name} files were not found in "
+                        f"{', '.join(map(str, dirs))}; get them with {get}, or put the four "
+                        f"IDX files into {cache_dir(source.name)}") from exc
 
 
 def _download(args: argparse.Namespace) -> int:

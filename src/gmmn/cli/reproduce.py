@@ -21,19 +21,18 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser("reproduce", help="train and evaluate GMMN, GMMN+AE and a GAN; "
                                                 "write the paper's table",
-                              description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__)
     p.add_argument("--dataset", required=True, choices=DATASETS,
                    help="mnist is the paper's own table")
     p.add_argument("--quick", action="store_true",
                    help=f"a fraction of every iteration count and {QUICK_SAMPLES} Parzen "
                         "samples: checks the pipeline in minutes, not the paper's numbers")
     p.add_argument("--out", default=None,
-                   help="folder for the runs and the table (default runs/reproduce-DATASET, "
+                   help="folder for the runs and the table (default: runs/reproduce-DATASET, "
                         "with -quick appended for --quick)")
     p.add_argument("--seeds", type=_seeds, default=(0,), metavar="S[,S...]",
                    help="training seeds of every model; each run is evaluated with its own "
-                        "seed (default 0)")
+                        "seed")
     p.add_argument("--model-seeds", action="append", type=_model_seeds, default=[],
                    metavar="MODEL=S[,S...]",
                    help="other seeds for one model, e.g. gan=0 (repeatable; MODEL is a preset "
@@ -42,23 +41,27 @@ def register(subparsers) -> None:
                    default=None, metavar="MODEL[,MODEL...]",
                    help="only these rows (default: gmmn, gmmn-ae, gmmn-ae-plus where it "
                         "exists, gan; the baselines dbn, scae, gsn only when named here)")
-    p.add_argument("--data-dir", default=None, help="where dataset files are looked for")
+    p.add_argument("--data-dir", default=None,
+                   help="where dataset files are looked for (default: the cache, docs/data.md)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N "
                                                   "(default: the presets' auto)")
     p.add_argument("--n-samples", type=int, default=None,
-                   help=f"Parzen samples per set (default 10000, {QUICK_SAMPLES} with --quick)")
+                   help=f"Parzen samples per set (default: 10000, {QUICK_SAMPLES} with --quick)")
     chain = p.add_argument_group(
         "baseline chains (dbn, scae, gsn rows; evaluation only: the same trained runs, "
         "reports in eval-chains-C-burn-in-B-thin-T/)")
     chain.add_argument("--chains", type=int, default=None,
-                       help="chains run side by side, each from a training row (presets: 1)")
+                       help="chains run side by side, each from a training row (default: the "
+                            "presets' 1)")
     chain.add_argument("--burn-in", type=int, default=None,
-                       help="chain steps dropped before the first kept state (presets: 0)")
+                       help="chain steps dropped before the first kept state (default: the "
+                            "presets' 0)")
     chain.add_argument("--thin", type=int, default=None,
-                       help="keep every THIN-th state (presets: 1, consecutive states)")
+                       help="keep every THIN-th state (default: the presets' 1, consecutive "
+                            "states)")
     p.add_argument("--iterations-scale", type=float, default=None,
                    help="multiply every iteration count of the presets by this "
-                        "(default 1, or the dataset's --quick fraction)")
+                        "(default: 1, or the dataset's --quick fraction)")
     p.set_defaults(handler=run)
 
 

@@ -22,16 +22,15 @@ FORMATS = (".png", ".npy", ".csv")
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("sample", help="draw samples from a trained run",
-                              description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__)
     p.add_argument("--run", required=True, help="run directory (or checkpoint file)")
-    p.add_argument("--n", type=int, default=100, help="number of samples (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="same seed, same samples (default 0)")
+    p.add_argument("--n", type=int, default=100, help="number of samples")
+    p.add_argument("--seed", type=int, default=0, help="same seed, same samples")
     p.add_argument("--out", required=True, help="output file: .png, .npy or .csv")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--data-dir", default=None,
                    help="where the run's dataset lives now (baseline runs only: their chains "
-                        "start at its training rows; default: the run's --data-dir)")
+                        "start at its training rows) (default: the run's --data-dir)")
     add_chain_flags(p)
     p.set_defaults(handler=run)
 
