@@ -16,8 +16,9 @@ import torch
 
 from gmmn.config import TrainConfig, flag
 from gmmn.data.splits import check_array, standardize
-from gmmn.errors import CheckpointError, ConfigError, DataError
+from gmmn.errors import CheckpointError, ConfigError, DataError, FitCheckFailed
 from gmmn.models import GenerativeModel
+from gmmn.training.auto import MEDIAN_RATIOS, median_sigmas  # noqa: F401 - public names
 from gmmn.training.checkpoint import (
     CHECKPOINT_NAME,
     checkpoint_config,
@@ -25,14 +26,8 @@ from gmmn.training.checkpoint import (
     save_checkpoint,
 )
 from gmmn.training.run import build_run_model, run_training, to_data_units
-from gmmn.training.stages import median_distance
 
 log = logging.getLogger(__name__)
-
-# The paper's lr 2 suits a sigmoid output; a linear output (data outside [0, 1]) overshoots
-# far beyond the kernel's reach with it, where gradients vanish. 0.1 converges on
-# standardised data.
-LINEAR_OUTPUT_LR = 0.1
 
 
 @dataclass
@@ -269,16 +264,20 @@ def array_splits(x, *, name: str = "array", image_shape: tuple[int, int] | None 
 class GMMN:
     """Generative moment matching network, scikit-learn style.
 
-    >>> model = GMMN(iterations=2000).fit(X)      # X: (N, D) array
-    >>> samples = model.sample(100)               # (100, D) numpy array
+    >>> model = GMMN().fit(X)                     # X: (N, D) array, any units
+    >>> samples = model.sample(100)               # (100, D) numpy array, X's units
 
-    Hyper-parameters start from ``preset`` (default ``digits-gmmn``, or ``digits-gmmn-ae``
-    with ``autoencoder=True``: small, CPU-friendly versions of the paper's recipe); any
-    :class:`gmmn.config.TrainConfig` field can be overridden by keyword. ``sigmas="median"``
-    (the default for data-space models) scales the kernel to the data: the median pairwise
-    distance m of up to 1000 training points times (1/6, 1/4, 1/3, 1/2, 2/3, 1) — the ratios
-    that the digits preset uses. For data outside [0, 1] (linear generator output) the
-    learning rate defaults to 0.1 instead of the presets' 2.
+    Hyper-parameters start from ``preset``: by default ``tabular-gmmn`` (a data-space GMMN
+    whose data-dependent settings are chosen from ``X``: standardisation when values lie
+    outside [0, 1], kernel scales from the median distance, the learning rate by the output,
+    the data batch by the size; docs/data.md, "Your own tables"), or ``digits-gmmn-ae`` with
+    ``autoencoder=True``. Any :class:`gmmn.config.TrainConfig` field can be overridden by
+    keyword (``standardize=True``, ``lr=0.05``, ...). ``sigmas="median"`` (the default for
+    data-space models) scales the kernel to the training rows as the model sees them (after
+    standardisation). For data outside [0, 1] the learning rate defaults to 0.1 instead of the
+    presets' 2. After the last iteration the samples are checked against the data
+    (:func:`gmmn.training.auto.check_fit`); a run that diverged or collapsed raises
+    :class:`gmmn.errors.FitCheckFailed` naming the fix (the fitted model is kept).
     """
 
     def __init__(self, *, autoencoder: bool = False, preset: str | None = None,
@@ -298,9 +297,9 @@ class GMMN:
                 "device": self.device, **self.overrides}
 
     def _config(self, splits) -> TrainConfig:
-        from gmmn.presets import get_preset
+        from gmmn.presets import TABULAR_PRESET, get_preset
 
-        name = self.preset or ("digits-gmmn-ae" if self.autoencoder else "digits-gmmn")
+        name = self.preset or ("digits-gmmn-ae" if self.autoencoder else TABULAR_PRESET)
         base = get_preset(name)
         if base.baseline is not None or self.overrides.get("baseline") is not None:
             raise ConfigError(f"GMMN fits a GMMN or GMMN+AE, not the {name} baseline; train "
@@ -309,17 +308,17 @@ class GMMN:
                       device=self.device, dataset=splits.name, checkpoint_every=0)
         if self.iterations is not None:
             fields["iterations"] = self.iterations
-        if "lr" not in self.overrides and not self.autoencoder and not splits.unit_interval:
-            fields["lr"] = LINEAR_OUTPUT_LR
+        if "lr" not in self.overrides and not self.autoencoder:
+            fields["lr"] = None  # by the generator's output (gmmn.training.auto)
         n = len(splits.train)
         # A preset's batch on a smaller X: all of X, said in the config (the batch sampler
         # would cap it too, but with a warning meant for a flag the user chose).
         for batch in ("data_batch_size", "ae_batch_size"):
-            if batch not in self.overrides and getattr(base, batch) > n:
+            if batch not in self.overrides and (getattr(base, batch) or 0) > n:
                 fields[batch] = n
         if isinstance(self.sigmas, str) and self.sigmas == "median":
             if not self.autoencoder:
-                fields["sigmas"] = median_sigmas(splits.train, seed=self.seed)
+                fields["sigmas"] = None  # chosen from the (standardised) rows
         elif self.sigmas is not None:
             fields["sigmas"] = _sigmas_argument(self.sigmas)
         try:
@@ -329,12 +328,38 @@ class GMMN:
             raise ConfigError(f"GMMN got unknown keyword(s) {unknown}; use the fields of "
                               f"gmmn.config.TrainConfig") from exc
 
-    def fit(self, X, *, image_shape: tuple[int, int] | None = None, callback=None) -> GMMN:
-        """Train on the rows of ``X`` (N, D); returns ``self``."""
+    def fit(self, X, *, image_shape: tuple[int, int] | None = None, callback=None,
+            progress: bool | str = True) -> GMMN:
+        """Train on the rows of ``X`` (N, D); returns ``self``.
+
+        ``progress``: True shows a bar per stage on a terminal and a line every few hundred
+        iterations elsewhere (a notebook, a log file); "stages" only each stage's start and
+        end; False nothing. ``callback(step)`` gets every
+        :class:`gmmn.training.loop.StepInfo` too.
+        """
+        from gmmn.progress import TrainingProgress
+
         splits = array_splits(X, image_shape=image_shape)
-        result = run_training(self._config(splits), splits=splits, callback=callback)
+        cfg = self._config(splits)
+        mode = {True: "auto", False: None}.get(progress, progress)
+        bar = TrainingProgress(mode=mode) if mode else None
+
+        def on_step(step) -> None:
+            if bar is not None:
+                bar.update(step)
+            if callback is not None:
+                callback(step)
+        try:
+            result = run_training(cfg, splits=splits, callback=on_step)
+        finally:
+            if bar is not None:
+                bar.close()
         self._state = result.checkpoint
         self.run_ = _run_from_state(self._state, device=self.device)
+        self.fit_check_ = result.fit_check
+        if result.fit_check is not None and result.fit_check.failed:
+            raise FitCheckFailed(f"training finished, but {result.fit_check.message()} (the "
+                                 f"fitted model is kept: sample or save it to look)")
         return self
 
     def _fitted(self) -> Run:
@@ -343,7 +368,8 @@ class GMMN:
         return self.run_
 
     def sample(self, n: int, *, seed: int | None = None) -> np.ndarray:
-        """``n`` samples as an (n, D) float32 numpy array."""
+        """``n`` samples as an (n, D) float32 numpy array, in the units of the data given to
+        :meth:`fit` (a standardised fit maps its samples back)."""
         return self._fitted().sample(n, seed=seed).cpu().numpy()
 
     def save(self, path: str | os.PathLike) -> None:
@@ -373,16 +399,3 @@ def _sigmas_argument(sigmas) -> tuple[float, ...]:
     except (TypeError, ValueError):
         raise ConfigError(f"sigmas must be 'median', None or a sequence of positive numbers, "
                           f"got {sigmas!r}") from None
-
-
-# The widths, as fractions of the median pairwise distance, that the digits preset uses.
-MEDIAN_RATIOS = (1 / 6, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 1.0)
-
-
-def median_sigmas(x: torch.Tensor, *, seed: int = 0, n: int = 1000) -> tuple[float, ...]:
-    """Kernel widths from the median pairwise distance m: m * (1/6, 1/4, 1/3, 1/2, 2/3, 1).
-
-    m is :func:`gmmn.mmd.median_heuristic`'s of up to ``n`` rows, with its fallbacks: the mean
-    distance when the median is 0, and 1 when all rows are equal.
-    """
-    return tuple(median_distance(x, seed=seed, n=n) * r for r in MEDIAN_RATIOS)

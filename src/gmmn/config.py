@@ -24,6 +24,8 @@ _WARNED: set[tuple[str | None, tuple[str, ...]]] = set()  # see TrainConfig.from
 
 DEVICES = ("auto", "cpu", "cuda")
 OUTPUTS = ("auto", "sigmoid", "linear")
+# Fields whose None means "chosen from the training data" (gmmn.training.auto.resolve).
+AUTO_FIELDS = ("standardize", "sigmas", "lr", "data_batch_size")
 GAN_OPTIMIZERS = ("sgd", "adam")
 BASELINES = ("dbn", "scae", "gsn")  # the paper's quoted rows, gmmn.baselines
 GSN_COSTS = ("bce", "mse")
@@ -44,7 +46,10 @@ class TrainConfig:
     dataset: str = _f("digits",
                       "dataset name (digits, mnist, fashion-mnist, tfd) or a path to your data")
     data_dir: str | None = _f(None, "where dataset files are looked for / cached")
-    standardize: bool = _f(False, "z-score each feature (the generator output becomes linear)")
+    # None (auto): z-score when any value lies outside [0, 1], as tables usually do
+    standardize: bool | None = _f(False,
+                                  "z-score each feature (the generator output becomes linear); "
+                                  "'none': only when values lie outside [0, 1]")
     seed: int = _f(0, "seed of weights, prior noise, dropout and data order")
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     checkpoint_every: int = _f(1000, "checkpoint every N iterations (0: only at stage ends)")
@@ -61,23 +66,29 @@ class TrainConfig:
     init_std: float | None = _f(0.1,
                                 "initial weights init_std * N(0, 1), biases 0 ('none': PyTorch "
                                 "default)")
-    sigmas: tuple[float, ...] = _f((1.0,),
-                                   "kernel standard deviations, comma-separated, or mnist, tfd, "
-                                   "mnist-code, tfd-code")
+    # None (median): chosen from the training data, gmmn.training.auto
+    sigmas: tuple[float, ...] | None = _f((1.0,),
+                                          "kernel standard deviations, comma-separated, or "
+                                          "mnist, tfd, mnist-code, tfd-code, or median (from "
+                                          "the training data)")
     sigma_weights: tuple[float, ...] | None = _f(None,
                                                  "one weight per kernel scale (default all 1)")
     # --- GMMN optimisation ---
     iterations: int = _f(40000,
                          "GMMN iterations (GAN: iterations; dbn, scae: per layer; gsn: in all)")
-    lr: float = _f(2.0, "GMMN learning rate (also the GAN's and the baselines')")
+    # None (auto): 2 for a sigmoid output, 0.1 for a linear one (gmmn.training.auto)
+    lr: float | None = _f(2.0, "GMMN learning rate (also the GAN's and the baselines'); 'none': "
+                               "by the generator's output")
     momentum: float = _f(0.9, "GMMN momentum (also the GAN's and the baselines')")
     late_from: int = _f(10000, "iteration from which lr * late_lr_factor and late_momentum apply")
     late_lr_factor: float = _f(0.1, "lr factor from late_from on")
     late_momentum: float = _f(0.99, "momentum from late_from on")
     sample_batch_size: int = _f(1000, "generated samples per GMMN step")
-    data_batch_size: int = _f(1000,
-                              "data (or code) points per GMMN step (released code: 100); GAN and "
-                              "baselines: their minibatch")
+    # None (auto): all training rows, at most 1000 (gmmn.training.auto)
+    data_batch_size: int | None = _f(1000,
+                                     "data (or code) points per GMMN step (released code: 100); "
+                                     "GAN and baselines: their minibatch; 'none': all training "
+                                     "rows up to 1000")
     # --- autoencoder (GMMN+AE) ---
     autoencoder: bool = _f(False, "GMMN+AE: train an autoencoder and the GMMN on its codes")
     ae_hidden: tuple[int, ...] = _f((1024, 32),
@@ -168,10 +179,18 @@ class TrainConfig:
             raise ConfigError(f"unknown --device {self.device!r}; choose auto, cpu or cuda")
         if self.output not in OUTPUTS:
             raise ConfigError(f"unknown --output {self.output!r}; choose one of {OUTPUTS}")
-        if self.sigma_weights is not None and len(self.sigma_weights) != len(self.sigmas):
+        if self.sigmas is None:
+            if self.autoencoder:
+                raise ConfigError("--sigmas median is chosen from data rows, but a GMMN+AE's "
+                                  "kernel works on codes that do not exist before training; "
+                                  "give its --sigmas explicitly")
+            if self.sigma_weights is not None:
+                raise ConfigError("--sigma-weights needs explicit --sigmas, one weight per "
+                                  "value; with --sigmas median drop --sigma-weights")
+        elif self.sigma_weights is not None and len(self.sigma_weights) != len(self.sigmas):
             raise ConfigError("--sigma-weights needs one weight per value of --sigmas")
         for name in ("sigmas", "ae_hidden", "disc_hidden"):
-            if not getattr(self, name):
+            if getattr(self, name) is not None and not getattr(self, name):
                 raise ConfigError(f"{flag(name)} needs at least one value")
         if len(self.ae_dropout) != len(self.ae_hidden):
             raise ConfigError(f"--ae-dropout needs one rate per encoder layer "

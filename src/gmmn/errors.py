@@ -40,3 +40,8 @@ class TrainingInterrupted(GMMNError):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.signum = signum
+
+
+class FitCheckFailed(GMMNError):
+    """Training ran to its end, but its samples are far from the data (diverged or collapsed,
+    :func:`gmmn.training.auto.check_fit`); the run and its checkpoint are kept."""

@@ -120,23 +120,39 @@ class RunLock:
             log.warning("no file locking on this platform: do not start two runs in %s",
                         folder)
             return
-        try:
-            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise write_error(exc, self.path) from exc
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            owner = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(self.fd)
-            self.fd = None
-            raise CheckpointError(f"{folder} is in use by another gmmn process (pid {owner}); "
-                                  f"wait for it to end or choose another --out") from exc
+        # release() deletes the file, so a lock taken on a file that another process has
+        # just deleted guards nothing: retry until the locked file is the one at the path.
+        while self.fd is None:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise write_error(exc, self.path) from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise CheckpointError(f"{folder} is in use by another gmmn process (pid "
+                                      f"{owner}); wait for it to end or choose another --out") \
+                    from exc
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self.fd = fd
+            else:
+                os.close(fd)
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
 
     def release(self) -> None:
+        """Delete ``.lock`` (while still holding it, so no one else can have it) and unlock;
+        a run that ended cleanly leaves no lock file behind. A killed process leaves the file,
+        but not the lock: the kernel drops that with the process."""
         if self.fd is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
             os.close(self.fd)  # closing the descriptor drops the flock
             self.fd = None
 

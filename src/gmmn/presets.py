@@ -125,6 +125,23 @@ DIGITS_GMMN = replace(
     data_batch_size=500,  # a third of the training set per step
 )
 
+# Your own tables (and any data no preset describes): the digits sizes, with every setting that
+# depends on the data's scale or size chosen from it (gmmn.training.auto, docs/data.md):
+# standardisation when values lie outside [0, 1], kernel scales from the median distance, the
+# learning rate by the output (0.1 linear, 2 sigmoid), the data batch by the size. Tuned on
+# scikit-learn's wine, breast cancer and diabetes (benchmarks/tabular.py).
+TABULAR_GMMN = replace(
+    DIGITS_GMMN,
+    preset="tabular-gmmn",
+    standardize=None,
+    sigmas=None,
+    lr=None,
+    data_batch_size=None,
+    sample_every=0,  # tables have no picture to draw
+)
+# The preset of `gmmn train --dataset FILE` without --preset, and of GMMN().fit(X).
+TABULAR_PRESET = TABULAR_GMMN.preset
+
 DIGITS_GMMN_AE = replace(
     MNIST_GMMN_AE,
     preset="digits-gmmn-ae",
@@ -307,6 +324,7 @@ DIGITS_GSN = replace(
 PRESETS: dict[str, TrainConfig] = {
     c.preset: c for c in (MNIST_GMMN, MNIST_GMMN_AE, MNIST_GMMN_AE_PLUS, TFD_GMMN, TFD_GMMN_AE,
                           FASHION_MNIST_GMMN, FASHION_MNIST_GMMN_AE, DIGITS_GMMN, DIGITS_GMMN_AE,
+                          TABULAR_GMMN,
                           MNIST_GAN, FASHION_MNIST_GAN, DIGITS_GAN,
                           MNIST_DBN, MNIST_SCAE, MNIST_GSN, FASHION_MNIST_DBN,
                           FASHION_MNIST_SCAE, FASHION_MNIST_GSN, DIGITS_DBN, DIGITS_SCAE,

@@ -322,7 +322,9 @@ def _run(cfg: TrainConfig, splits, p: Plan, say: Event) -> dict:
     # Resuming a finished run only checks that its settings match; an unfinished one
     # continues from its checkpoint; a missing one starts.
     say(f"{cfg.preset} seed {cfg.seed}: training ({cfg.iterations} iterations) in {run_dir}")
-    run_training(cfg, out_dir=run_dir, resume=True, splits=splits)
+    fit = run_training(cfg, out_dir=run_dir, resume=True, splits=splits).fit_check
+    if fit is not None and fit.failed:  # still scored: the table shows what it is worth
+        say(f"{cfg.preset} seed {cfg.seed}: warning: {fit.message()}")
     train_seconds = float(load_checkpoint(run_dir / "checkpoint.pt")["elapsed"])
     # `gmmn evaluate` runs on the CPU unless told otherwise; so does this, so that the
     # printed command recomputes the same numbers.

@@ -88,11 +88,12 @@ def _run(args: argparse.Namespace) -> int:
                         f"{b.shape[1]}; both files need the same number of columns")
     sigmas = None if args.sigmas is None else [v for part in args.sigmas for v in part]
     result = two_sample_test(a, b, sigmas=sigmas, permutations=args.permutations,
-                             seed=args.seed, estimator=args.estimator, kernel=args.kernel)
+                             seed=args.seed, estimator=args.estimator, kernel=args.kernel,
+                             standardize=args.standardize)
     out = {"statistic": result.statistic, "p_value": result.p_value,
            "permutations": result.permutations, "sigmas": list(result.sigmas),
            "estimator": result.estimator, "kernel": result.kernel, "n": result.n,
-           "m": result.m, "seed": args.seed}
+           "m": result.m, "seed": args.seed, "standardize": args.standardize}
     print(json.dumps(out, indent=2))
     return 0
 
@@ -112,6 +113,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="kernel scales as STANDARD DEVIATIONS, e.g. 1,2 or 1 2 "
                         "(default: median heuristic)")
     # Unbiased: the statistic is 0 in expectation under H0, so its value is readable too.
-    p.add_argument("--estimator", choices=ESTIMATORS, default="unbiased")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="unbiased",
+                   help=f"estimate of MMD^2: {', '.join(ESTIMATORS)}")
     p.add_argument("--kernel", default="gaussian", help="gaussian, laplacian or imq")
+    p.add_argument("--standardize", action="store_true",
+                   help="z-score both files by their pooled per-feature mean and sd first: "
+                        "for tables whose columns have different units (docs/mmd.md)")
     p.set_defaults(handler=_run)

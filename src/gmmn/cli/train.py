@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import sys
 import types
 import typing
 
 from gmmn.config import TrainConfig, field_help, field_types
 from gmmn.config import flag as config_flag
-from gmmn.errors import ConfigError
+from gmmn.errors import ConfigError, FitCheckFailed
+from gmmn.presets import TABULAR_PRESET
+from gmmn.progress import TrainingProgress
 
 # Flags this command defines itself (not generated from the config).
 _OWN = ("preset",)
@@ -68,6 +69,8 @@ def parse_sigmas(text: str) -> tuple[float, ...]:
     """A paper scale set by name (mnist, tfd, mnist-code, tfd-code) or standard deviations."""
     from gmmn.mmd import MMDError, paper_sigmas
 
+    if text.strip().lower() == "median":  # chosen from the training data (gmmn.training.auto)
+        return _NONE
     try:
         return tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
@@ -104,20 +107,73 @@ def config_overrides(args: argparse.Namespace) -> dict:
     return out
 
 
+# The preset whose values `gmmn train --help` shows as the defaults when no --preset is given:
+# the one a run without --preset (on the user's own file) uses.
+DEFAULT_PRESET = TABULAR_PRESET
+
+
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a GMMN or GMMN+AE from a preset",
-                              description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
     from gmmn.presets import PRESETS
 
-    p.add_argument("--preset", help=f"named configuration: {', '.join(PRESETS)} "
-                                    f"(see docs/training.md)")
+    # The generated usage lists all 60 flags (45 lines); the help below lists them anyway.
+    p = subparsers.add_parser("train", help="train a GMMN or GMMN+AE from a preset",
+                              description=__doc__,
+                              usage="%(prog)s [--preset PRESET] [--out OUT] [--resume] "
+                                    "[FLAGS ...]")
+    p.add_argument("--preset", action=_PresetAction,
+                   help=f"named configuration: {', '.join(PRESETS)} (see docs/training.md); "
+                        "`gmmn train --preset P --help` shows P's values as the defaults")
     p.add_argument("--out", default=None, help="run directory (default: runs/PRESET)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar or progress lines; the start and end of each stage "
+                        "are still printed")
+    p.add_argument("--no-download", action="store_true",
+                   help="never download MNIST or Fashion-MNIST: missing files are an error")
     add_config_flags(p)
+    show_preset_defaults(p, None)
     p.set_defaults(handler=run)
+
+
+class _PresetAction(argparse.Action):
+    """Stores --preset, and shows that preset's values in the help of a --help after it."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        show_preset_defaults(parser, values)
+
+
+def show_preset_defaults(parser: argparse.ArgumentParser, preset: str | None) -> None:
+    """Write the values of ``preset`` (None: :data:`DEFAULT_PRESET`) into the help of the
+    config flags, as "(default: VALUE)"; an unknown name changes nothing (the run reports it).
+    """
+    from gmmn.cli import show_default
+    from gmmn.presets import PRESETS
+
+    cfg = PRESETS.get(preset or DEFAULT_PRESET)
+    if cfg is not None:
+        source = f"preset {cfg.preset}'s value"
+    elif preset is None:
+        cfg, source = TrainConfig(), "TrainConfig's value"
+    else:
+        return
+    title = f"config fields (default: {source}" + (")" if preset else "; with --preset P, P's)")
+    names = set(field_types()) - set(_OWN)
+    for group in parser._action_groups:
+        actions = [a for a in group._group_actions if a.dest in names
+                   and a.option_strings[:1] == [config_flag(a.dest)]]
+        if actions:
+            group.title = title
+        for action in actions:
+            value, flag = getattr(cfg, action.dest), config_flag(action.dest)
+            if isinstance(action, argparse.BooleanOptionalAction) and value is not None:
+                shown = flag if value else f"--no-{flag[2:]}"  # the flag that gives it
+            elif action.dest == "sigmas" and value is None:
+                shown = "median"  # what parse_sigmas reads as None
+            else:
+                shown = show_default(value)
+            action.help = f"{field_help(action.dest)} (default: {shown.replace('%', '%%')})"
 
 
 def build_config(args: argparse.Namespace, out: str) -> tuple[TrainConfig, dict | None]:
@@ -136,20 +192,34 @@ def build_config(args: argparse.Namespace, out: str) -> tuple[TrainConfig, dict 
         if args.preset is not None:
             base = dataclasses.replace(base, preset=args.preset)
     else:
-        if args.preset is None:
-            raise ConfigError("--preset is required (e.g. --preset digits-gmmn-ae)")
-        base, state = get_preset(args.preset), None
+        base, state = get_preset(_preset_of(args)), None
     try:
         return dataclasses.replace(base, **overrides), state
     except TypeError as exc:  # pragma: no cover - flags are generated from the fields
         raise ConfigError(str(exc)) from exc
 
 
+def _preset_of(args: argparse.Namespace) -> str:
+    """--preset, or the tabular preset (settings chosen from the data) when --dataset names
+    the user's own file or folder; the benchmark datasets have their papers' presets."""
+    from gmmn.data import DATASETS
+
+    if args.preset is not None:
+        return args.preset
+    dataset = getattr(args, "dataset", None)
+    if dataset is None or str(dataset).lower() in DATASETS:
+        what = f"--dataset {dataset}" if dataset else "a run without --dataset"
+        named = f"{dataset.lower()}-gmmn" if dataset else "digits-gmmn-ae"
+        raise ConfigError(f"--preset is required for {what} (e.g. --preset {named}); without "
+                          f"--preset, --dataset must name your own file or folder")
+    return DEFAULT_PRESET
+
+
 def run(args: argparse.Namespace) -> int:
     from gmmn.training.distributed import check_config, env_world, launch
     from gmmn.training.run import run_training
 
-    out = args.out or f"runs/{args.preset or 'run'}"
+    out = args.out or f"runs/{args.preset or (DEFAULT_PRESET if args.dataset else 'run')}"
     with launch() as hooks:  # data-parallel under torchrun (docs/distributed.md)
         # Only worker 0 logs, shows progress and writes files. Quieten the package's logger
         # on the others, not the root (torch's and the caller's own loggers are not ours),
@@ -169,41 +239,30 @@ def run(args: argparse.Namespace) -> int:
             cfg = hooks.from_main(config)
             _, world, local = env_world()
             check_config(cfg, world, local_rank=local)
-            progress = None if args.no_progress or not hooks.main else _Progress()
+            progress = (TrainingProgress(mode="stages" if args.no_progress else "auto")
+                        if hooks.main else None)
             result = run_training(cfg, out_dir=out, resume=args.resume, hooks=hooks,
                                   callback=progress.update if progress else None,
-                                  checkpoint=loaded.get("state"))
+                                  checkpoint=loaded.get("state"),
+                                  download=not args.no_download)
         finally:
             if progress:
                 progress.close()
             gmmn_log.setLevel(gmmn_level)
-    if hooks.main:
-        print(f"trained {cfg.preset} on {result.data['name']} "
-              f"({result.data['dim']} dimensions): {out}/checkpoint.pt")
+    if not hooks.main:
+        return 0
+    if result.chosen:
+        shown = "; ".join(f"{config_flag(k)} {_shown(v)}" for k, v in result.chosen.items())
+        print(f"chosen from the data: {shown} (config.json records them)")
+    if result.fit_check is not None and result.fit_check.failed:
+        raise FitCheckFailed(f"training finished, but {result.fit_check.message()} (the run "
+                             f"is kept in {out}: gmmn sample and gmmn evaluate read it)")
+    print(f"trained {result.config.preset} on {result.data['name']} "
+          f"({result.data['dim']} dimensions): {out}/checkpoint.pt")
     return 0
 
 
-class _Progress:
-    """One tqdm bar per stage, showing the loss every few iterations and the rate."""
-
-    def __init__(self) -> None:
-        self.bar = None
-        self.stage = None
-
-    def update(self, step) -> None:
-        from tqdm import tqdm
-
-        if step.stage != self.stage:
-            self.close()
-            self.stage = step.stage
-            self.bar = tqdm(total=step.iterations, initial=step.iteration - 1, desc=step.stage,
-                            unit="it", file=sys.stderr, dynamic_ncols=True)
-        self.bar.update(1)
-        if step.iteration % 10 == 0 or step.iteration == step.iterations:
-            losses = {k: f"{float(v):.4g}" for k, v in step.losses.items()}
-            self.bar.set_postfix(losses, refresh=False)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(f"{v:.3g}" for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value).lower()

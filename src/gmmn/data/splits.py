@@ -7,6 +7,7 @@ standardisation and the ``unit_interval`` flag are decided in one place.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,6 +78,36 @@ def unstandardize(x: torch.Tensor, mean: torch.Tensor | None, std: torch.Tensor 
     if mean is None or std is None:
         return x
     return x * std.to(x) + mean.to(x)
+
+
+def zscore_stats(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std (float32, accumulated in float64) of a float32 training split;
+    constant features get std 1, so they stay at 0 after centring instead of dividing by 0."""
+    mean = train.mean(axis=0, dtype=np.float64)
+    std = train.std(axis=0, dtype=np.float64)
+    std[std == 0] = 1.0
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def standardized(splits: Splits) -> Splits:
+    """``splits`` z-scored by its training split's mean and std, as ``make_splits(...,
+    standardize=True)`` does it (the same float32 numbers): every split, TFD's folds, and the
+    mean and std kept for mapping samples back. Already standardised splits are returned."""
+    if splits.standardized:
+        return splits
+    mean, std = zscore_stats(splits.train.numpy())
+    m, s = torch.from_numpy(mean), torch.from_numpy(std)
+
+    def z(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy((x.numpy() - mean) / std)
+
+    def folds(fs):
+        return None if fs is None else tuple(z(f) for f in fs)
+
+    return dataclasses.replace(
+        splits, train=z(splits.train), validation=z(splits.validation), test=z(splits.test),
+        validation_folds=folds(splits.validation_folds), test_folds=folds(splits.test_folds),
+        unit_interval=False, mean=m, std=s)
 
 
 def random_split(n: int, fractions: Sequence[float], *, seed: int) -> list[np.ndarray]:
@@ -162,19 +193,13 @@ def make_splits(name: str, parts: dict[str, np.ndarray], *, source: str,
 
     mean = std = None
     if standardize:
-        mean = arrays["train"].mean(axis=0, dtype=np.float64)
-        std = arrays["train"].std(axis=0, dtype=np.float64)
-        std[std == 0] = 1.0
-        mean, std = mean.astype(np.float32), std.astype(np.float32)
+        mean, std = zscore_stats(arrays["train"])
         arrays = {k: (x - mean) / std for k, x in arrays.items()}
         folds = {k: [(f - mean) / std for f in fs] for k, fs in folds.items()}
         unit = False
     else:
         everything = [*arrays.values(), *folds["validation fold"], *folds["test fold"]]
         unit = all(float(x.min()) >= 0.0 and float(x.max()) <= 1.0 for x in everything)
-        if not unit:
-            log.warning("%s: values lie outside [0, 1]; the generator will use a linear output "
-                        "(standardize=True is recommended)", source)
 
     t = torch.from_numpy
     return Splits(

@@ -359,9 +359,15 @@ class TwoSampleResult:
 def two_sample_test(x: Tensor, y: Tensor, *, sigmas: Sequence[float] | None = None,
                     weights: Sequence[float] | None = None, permutations: int = 1000,
                     seed: int = 0, estimator: str = "unbiased", kernel: str = "gaussian",
-                    num_features: int = 1024,
-                    memory_budget: int | None = None) -> TwoSampleResult:
+                    num_features: int = 1024, memory_budget: int | None = None,
+                    standardize: bool = False) -> TwoSampleResult:
     """Permutation test of H0: x and y come from one distribution, by MMD^2.
+
+    ``standardize=True`` first z-scores both sets by the POOLED per-feature mean and sd of x
+    and y together (a constant feature gets sd 1): features in different units then weigh
+    alike in the distance, instead of the largest-valued one setting the median bandwidth
+    alone. Pooling treats both sets the same, so the test stays exact under H0 (the
+    transform is a function of the pooled sample, which relabelling leaves unchanged).
 
     In float64. When the pooled kernel matrix (8 (n+m)^2 bytes, with its temporaries; the
     random features for "rff") fits ``memory_budget`` bytes (``PERM_MEMORY_BUDGET`` when
@@ -390,6 +396,8 @@ def two_sample_test(x: Tensor, y: Tensor, *, sigmas: Sequence[float] | None = No
     if estimator == "linear":
         _warn_linear_drops(n, m, stacklevel=3)
     x, y = x.detach().to(torch.float64), y.detach().to(torch.float64)
+    if standardize:
+        x, y = _pooled_zscore(x, y)
     _compute_dtype(x, y, (1.0,), promote=False)  # distances themselves must fit float64
     if sigmas is None:
         sigmas = [median_heuristic(x, y, seed=seed)]
@@ -408,3 +416,12 @@ def two_sample_test(x: Tensor, y: Tensor, *, sigmas: Sequence[float] | None = No
     tol = 1e-9 * (abs(stat) + sum(spec.weights) / min(n, m))
     p = (1 + int((perm >= stat - tol).sum())) / (1 + permutations)
     return TwoSampleResult(float(stat), p, permutations, spec.sigmas, estimator, kernel, n, m)
+
+
+def _pooled_zscore(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """x and y z-scored by the per-feature mean and sd (ddof 0) of their union."""
+    z = torch.cat([x.reshape(x.shape[0], -1), y.reshape(y.shape[0], -1)])
+    mean, sd = z.mean(0), z.std(0, correction=0)
+    sd = torch.where(sd > 0, sd, torch.ones_like(sd))
+    return ((x.reshape(x.shape[0], -1) - mean) / sd).reshape(x.shape), \
+        ((y.reshape(y.shape[0], -1) - mean) / sd).reshape(y.shape)

@@ -40,9 +40,17 @@ import torch
 from gmmn.config import TrainConfig, package_versions
 from gmmn.config import flag as config_flag
 from gmmn.errors import CheckpointError, ConfigError, TrainingInterrupted
-from gmmn.files import RunLock, atomic_write, prepare_folder, remove_stale_temps, write_error
+from gmmn.files import (
+    LOCK_NAME,
+    RunLock,
+    atomic_write,
+    prepare_folder,
+    remove_stale_temps,
+    write_error,
+)
 from gmmn.memory import check_fits
 from gmmn.models import GenerativeModel, build_model
+from gmmn.training.auto import CHECK_SAMPLES, FitCheck, check_fit, linear_output, resolve
 from gmmn.training.checkpoint import (
     CHECKPOINT_NAME,
     FORMAT,
@@ -75,10 +83,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_splits(cfg: TrainConfig):
+def load_splits(cfg: TrainConfig, *, download: bool = True):
+    """The dataset of ``cfg`` (standardised when ``cfg.standardize`` is True; None, "auto",
+    loads it as it is and leaves the choice to :func:`gmmn.training.auto.resolve`).
+    ``download=False``: a missing MNIST / Fashion-MNIST is an error, not a download."""
     from gmmn.data import load_dataset
 
     extra = {"standardize": True} if cfg.standardize else {}
+    if not download:
+        extra["download"] = False
     # The run's seed picks the split (digits, user data); `gmmn evaluate` and `gmmn reproduce`
     # load the split of that seed, so training must too or test rows leak into training.
     return load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, **extra)
@@ -176,15 +189,19 @@ def load_resume(out_dir: str | Path) -> tuple[TrainConfig, dict] | None:
 @dataclass
 class TrainResult:
     model: GenerativeModel
-    config: TrainConfig
+    config: TrainConfig  # with the settings chosen from the data filled in
     data: dict
     checkpoint: dict  # the final checkpoint state (also written to out_dir when given)
+    chosen: dict = dataclasses.field(default_factory=dict)  # gmmn.training.auto.resolve's
+    # gmmn.training.auto.check_fit of the finished model (None: a baseline, or unfinished)
+    fit_check: FitCheck | None = None
 
 
 def run_training(cfg: TrainConfig, *, out_dir: str | Path | None = None,
                  resume: bool = False, splits=None,
                  callback: Callable[[StepInfo], None] | None = None,
-                 hooks: Hooks | None = None, checkpoint: dict | None = None) -> TrainResult:
+                 hooks: Hooks | None = None, checkpoint: dict | None = None,
+                 download: bool = True) -> TrainResult:
     """Train ``cfg`` (on ``splits``, else on ``cfg.dataset``) and return the model.
 
     With ``out_dir``, writes the run files; ``resume=True`` continues from its checkpoint
@@ -192,14 +209,27 @@ def run_training(cfg: TrainConfig, *, out_dir: str | Path | None = None,
     :class:`gmmn.training.loop.StepInfo`; ``hooks`` are passed to the loop (data-parallel).
     ``checkpoint``: ``out_dir``'s checkpoint when the caller has already read it
     (:func:`load_resume`); it is checked against ``cfg`` like one read here.
+    ``download=False``: a missing MNIST / Fashion-MNIST is an error instead of a download.
+
+    Fields of ``cfg`` that are None in :data:`gmmn.config.AUTO_FIELDS` are chosen from the
+    data (:func:`gmmn.training.auto.resolve`); the result's ``config`` holds the values, and
+    so do config.json and the checkpoint. A finished GMMN or GAN is checked against its
+    training data (:func:`gmmn.training.auto.check_fit`): ``fit_check``.
     """
     out = Path(out_dir) if out_dir is not None else None
     hooks = hooks or Hooks()
     lock: RunLock | None = None
+    created = False
+
+    # What can fail before training (device, data) fails before the run folder exists, so a
+    # failed start leaves nothing behind.
+    device = resolve_device(cfg.device)
+    splits = splits if splits is not None else load_splits(cfg, download=download)
 
     def open_run() -> dict | None:
-        nonlocal lock
+        nonlocal lock, created
         if out is not None:
+            created = not out.exists()
             prepare_folder(out)
             lock = RunLock(out)  # held until run_training() returns, however it returns
             remove_stale_temps(out, RUN_FILES)
@@ -209,16 +239,31 @@ def run_training(cfg: TrainConfig, *, out_dir: str | Path | None = None,
     try:
         state = hooks.from_main(open_run)
         with _StopOnSignal(active=out is not None and hooks.main) as stop:
-            return _train(cfg, out, state, splits, callback, hooks, stop)
+            return _train(cfg, out, state, splits, device, callback, hooks, stop)
+    except BaseException:
+        if created:
+            _remove_if_empty(out)
+        raise
     finally:
         if lock is not None:
             lock.release()
 
 
-def _train(cfg: TrainConfig, out: Path | None, state: dict | None, splits, callback,
-           hooks: Hooks, stop: _StopOnSignal) -> TrainResult:
-    device = resolve_device(cfg.device)
-    splits = splits if splits is not None else load_splits(cfg)
+def _remove_if_empty(out: Path) -> None:
+    """Delete a run folder this run created when it holds no file yet but the lock: a start
+    that failed (memory check, a bad resume) leaves no folder to confuse the next one."""
+    try:
+        if all(p.name == LOCK_NAME for p in out.iterdir()):
+            for p in out.iterdir():
+                p.unlink(missing_ok=True)
+            out.rmdir()
+    except OSError:  # someone else's file appeared, or the folder is gone: leave it
+        pass
+
+
+def _train(cfg: TrainConfig, out: Path | None, state: dict | None, splits,
+           device: torch.device, callback, hooks: Hooks, stop: _StopOnSignal) -> TrainResult:
+    cfg, splits, chosen = resolve(cfg, splits)
     info = data_info(splits)
     if state is not None:
         _check_same_data(out, state["data"], info, cfg)
@@ -234,7 +279,26 @@ def _train(cfg: TrainConfig, out: Path | None, state: dict | None, splits, callb
         ckpt = _run_stages(cfg, out, state, model, train_x, info, logger, callback, hooks, stop)
     finally:
         logger.close()  # also when training stops on an error or a signal
-    return TrainResult(model, cfg, info, ckpt)
+    fit = (_check_finished(cfg, model, train_x, logger.losses, info)
+           if ckpt and ckpt["done"] else None)
+    return TrainResult(model, cfg, info, ckpt, chosen, fit)
+
+
+def _check_finished(cfg: TrainConfig, model, train_x: torch.Tensor, losses: list[float],
+                    info: dict) -> FitCheck | None:
+    """:func:`gmmn.training.auto.check_fit` of a model that samples from a prior, in the
+    units it trained in, on a noise stream of its own (the training RNGs are untouched)."""
+    if cfg.baseline is not None:
+        return None  # a Markov chain's samples: gmmn evaluate judges those
+    with torch.no_grad():
+        samples = model.sample(CHECK_SAMPLES, generator=make_generator(cfg.seed, "fit-check"))
+    linear = linear_output(cfg, info["unit_interval"])
+    # A GAN's losses say nothing of its fit; only the MMD's are read for a rise.
+    check = check_fit(samples, train_x, [] if cfg.gan else losses, cfg=cfg, linear=linear)
+    if not check.ok and not check.binding:  # else the CLI and GMMN.fit raise on it
+        log.warning("training finished, but %s (a run of %d iterations is not expected to "
+                    "fit yet: not an error)", check.message(), cfg.iterations)
+    return check
 
 
 def _run_stages(cfg, out, state, model, train_x, info, logger, callback, hooks,
@@ -378,6 +442,8 @@ class _RunLogger:
         self.t0 = time.perf_counter()
         self.elapsed0 = float(state["elapsed"]) if state is not None else 0.0
         self.metrics = self.tb = None
+        self.loss_stage: str | None = None
+        self.losses: list[float] = []  # the logged MMD losses of the current stage
         if out is None:
             return
         if state is None:
@@ -407,6 +473,11 @@ class _RunLogger:
                   for k, v in step.losses.items()},
                "lr": step.lr, "momentum": step.momentum, **step.extra,
                "elapsed": round(self.elapsed(), 3)}
+        if step.stage != self.loss_stage:  # the fit check reads the last stage's losses
+            self.loss_stage, self.losses = step.stage, []
+        loss = step.losses.get("mmd")
+        if loss is not None:
+            self.losses.append(row["loss"])
         if self.metrics is not None:
             # Flushed per line so `tail -f metrics.jsonl` follows a long run; resume still
             # truncates to the offset stored in the checkpoint.

@@ -1,0 +1,189 @@
+"""Settings chosen from the data, and the check that a finished GMMN fits its data.
+
+A config field set to None here means "choose from the data" (the ``tabular-gmmn`` preset
+sets them so; docs/data.md, "Your own tables"). :func:`resolve` replaces each one before
+anything is built, and the run stores the chosen values, so a resumed run, ``gmmn sample`` and
+``gmmn evaluate`` see the same numbers as the run did:
+
+* ``standardize``: z-score every feature (training split's mean and std) when any value lies
+  outside [0, 1]; data in [0, 1] stays as it is, with a sigmoid output.
+* ``sigmas``: the median pairwise distance m of up to 1000 (standardised) training rows
+  times (1/6, 1/4, 1/3, 1/2, 2/3, 1), the ratios of the digits preset's scales to its median.
+* ``lr``: 2 (the paper's) for a sigmoid output; 0.1 for a linear one, where 2 overshoots far
+  beyond the kernels' reach (measured on scikit-learn's wine: sample means 200 sd off).
+* ``data_batch_size``: every training row, at most 1000 (the paper's batch).
+
+The iteration count stays the preset's (3000 for ``tabular-gmmn``): a step's cost is bounded
+by the batches, not by the number of rows, so 3000 steps take about the same time on 100 or
+100000 rows, and on the tables tried the loss had flattened by then.
+
+:func:`check_fit` runs after a GMMN's last iteration (docs/training.md, "Diverged or
+collapsed runs"): samples far outside the data's range, a spread far from the data's, or a
+loss that rose at the end make a :class:`FitCheck` whose message names the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+
+from gmmn.config import AUTO_FIELDS, TrainConfig
+from gmmn.data.splits import Splits, standardized
+from gmmn.training.stages import median_distance
+
+log = logging.getLogger(__name__)
+
+# The widths, as fractions of the median pairwise distance, that the digits preset uses.
+MEDIAN_RATIOS = (1 / 6, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 1.0)
+SIGMOID_LR = 2.0  # the paper's
+LINEAR_LR = 0.1  # converged on standardised wine, breast cancer and diabetes
+MAX_AUTO_BATCH = 1000  # the paper's data batch
+
+
+def median_sigmas(x: torch.Tensor, *, seed: int = 0, n: int = 1000) -> tuple[float, ...]:
+    """Kernel widths from the median pairwise distance m: m * (1/6, 1/4, 1/3, 1/2, 2/3, 1).
+
+    m is :func:`gmmn.mmd.median_heuristic`'s of up to ``n`` rows, with its fallbacks: the mean
+    distance when the median is 0, and 1 when all rows are equal.
+    """
+    return tuple(median_distance(x, seed=seed, n=n) * r for r in MEDIAN_RATIOS)
+
+
+def linear_output(cfg: TrainConfig, unit_interval: bool) -> bool:
+    """Whether the generator of ``cfg`` ends linearly on data of this range (models.py's rule)."""
+    return cfg.output == "linear" or (cfg.output == "auto" and not unit_interval)
+
+
+def resolve(cfg: TrainConfig, splits: Splits) -> tuple[TrainConfig, Splits, dict]:
+    """``cfg`` with every field that is None in :data:`gmmn.config.AUTO_FIELDS` chosen from
+    ``splits`` (rules in the module docstring); the splits the run trains on (standardised
+    when ``cfg.standardize`` is, or becomes, True); and the chosen values, by field."""
+    chosen: dict = {}
+    if cfg.standardize is None:
+        chosen["standardize"] = not splits.unit_interval
+    if cfg.standardize or chosen.get("standardize"):
+        splits = standardized(splits)  # a no-op for splits the loader standardised
+    elif not splits.unit_interval and cfg.baseline is None and not cfg.autoencoder:
+        log.warning("%s: values lie outside [0, 1] and --no-standardize keeps them as they "
+                    "are: the generator's output is linear and the kernel scales must fit the "
+                    "raw units (--standardize, or no --preset, is recommended)", splits.source)
+    if cfg.data_batch_size is None:
+        chosen["data_batch_size"] = min(len(splits.train), MAX_AUTO_BATCH)
+    if cfg.sigmas is None:
+        chosen["sigmas"] = median_sigmas(splits.train, seed=cfg.seed)
+    if cfg.lr is None:
+        chosen["lr"] = LINEAR_LR if linear_output(cfg, splits.unit_interval) else SIGMOID_LR
+    if chosen:
+        shown = ", ".join(f"{k} {_show(v)}" for k, v in chosen.items())
+        log.info("chosen from the data (%d rows, %d features): %s", len(splits.train),
+                 splits.dim, shown)
+    out = dataclasses.replace(cfg, **chosen)
+    assert all(getattr(out, k) is not None for k in AUTO_FIELDS)
+    return out, splits, chosen
+
+
+def _show(v) -> str:
+    if isinstance(v, tuple):
+        return ",".join(f"{x:.3g}" for x in v)
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+# --- the check after training -------------------------------------------------------------
+
+CHECK_SAMPLES = 2000
+# A sample value further than this many data ranges beyond the data's [min, max] (per
+# feature) is "far outside"; more than FAR_FRACTION of them fails the check.
+FAR_RANGES = 1.0
+FAR_FRACTION = 0.01
+# The median over features of (sample sd / data sd) must lie in this band.
+SD_RATIO_BAND = (0.2, 5.0)
+# The mean logged loss of the run's last tenth above (1 + this) x its lowest tenth: rising.
+LOSS_RISE = 0.5
+# A shorter run (a smoke test, a first try) is not expected to fit yet: its problems are
+# reported as a warning, and only runs of at least this many iterations fail on them.
+MIN_CHECKED_ITERATIONS = 500
+
+
+@dataclass(frozen=True)
+class FitCheck:
+    """What :func:`check_fit` measured; ``problems`` is empty for a run that passed."""
+
+    far_fraction: float
+    sd_ratio: float
+    loss_rise: float | None
+    problems: tuple[str, ...]
+    advice: str
+    binding: bool = True  # False for runs under MIN_CHECKED_ITERATIONS: warn, do not fail
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def failed(self) -> bool:
+        """Whether the run should end in an error (a binding check with problems)."""
+        return self.binding and not self.ok
+
+    def message(self) -> str:
+        return "; ".join(self.problems) + f": {self.advice}"
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "far_fraction": self.far_fraction, "sd_ratio": self.sd_ratio,
+                "loss_rise": self.loss_rise, "problems": list(self.problems),
+                "advice": self.advice, "binding": self.binding}
+
+
+@torch.no_grad()
+def check_fit(samples: torch.Tensor, train: torch.Tensor, losses: list[float], *,
+              cfg: TrainConfig, linear: bool) -> FitCheck:
+    """Compare ``samples`` (n, D) with the ``train`` rows they should resemble, both in the
+    units the model trained in, and the logged ``losses`` of its last stage.
+
+    Fails (``problems``) when, for a linear output, more than 1 % of sample values lie over
+    one data range beyond the data's per-feature [min, max] (a sigmoid output cannot leave
+    [0, 1], and a pixel that is nearly always 0 has a tiny range); when the median
+    per-feature sd ratio leaves 0.2-5; or when the loss's last tenth averages 50 % above its
+    lowest tenth. The check binds (``failed``) for runs of ``MIN_CHECKED_ITERATIONS`` or more.
+    """
+    s = samples.detach().double().cpu()
+    x = train.detach().double().cpu()
+    lo, hi = x.min(0).values, x.max(0).values
+    span = (hi - lo).clamp_min(1e-12)
+    far = ((s < lo - FAR_RANGES * span) | (s > hi + FAR_RANGES * span)).double().mean()
+    live = x.std(0) > 0  # constant features (image borders) have no spread to compare
+    ratio = float((s[:, live].std(0) / x[:, live].std(0)).median()) if live.any() else 1.0
+    problems = []
+    if linear and (not math.isfinite(float(far)) or float(far) > FAR_FRACTION):
+        problems.append(f"{float(far):.1%} of sample values lie more than a data range beyond "
+                        f"the training data's")
+    if not (SD_RATIO_BAND[0] <= ratio <= SD_RATIO_BAND[1]):
+        what = "far wider than" if ratio > 1 else "collapsed far below"
+        problems.append(f"the samples' spread is {what} the data's (median sd ratio "
+                        f"{ratio:.3g})")
+    rise = _loss_rise(losses)
+    if rise is not None and rise > LOSS_RISE:
+        problems.append(f"the loss rose at the end ({rise:.0%} above its lowest stretch)")
+    lower = f"{cfg.lr * 0.1:g}" if cfg.lr is not None else "0.1"
+    advice = (f"lower the learning rate (--lr {lower})"
+              + ("" if not linear or cfg.standardize else " and standardise the data "
+                 "(--standardize)")
+              + ", or train with no --preset to let gmmn choose settings from the data")
+    return FitCheck(float(far), ratio, rise, tuple(problems), advice,
+                    binding=cfg.iterations >= MIN_CHECKED_ITERATIONS)
+
+
+def _loss_rise(losses: list[float]) -> float | None:
+    """(mean of the last tenth) / (lowest mean of any tenth) - 1, for 20 or more losses."""
+    vals = [v for v in losses if math.isfinite(v)]
+    if len(vals) < 20:
+        return None
+    k = len(vals) // 10
+    means = [sum(vals[i:i + k]) / k for i in range(0, len(vals) - k + 1, k)]
+    best = min(means)
+    if best <= 0:
+        return None
+    return sum(vals[-k:]) / k / best - 1.0
