@@ -167,7 +167,9 @@ def check_fit(samples: torch.Tensor, train: torch.Tensor, losses: list[float], *
     rise = _loss_rise(losses)
     if rise is not None and rise > LOSS_RISE:
         problems.append(f"the loss rose at the end ({rise:.0%} above its lowest stretch)")
-    lower = f"{cfg.lr * 0.1:g}" if cfg.lr is not None else "0.1"
+    # A tenth of the lr, and for a linear output no more than the lr that converged on tables.
+    lower = cfg.lr * 0.1 if cfg.lr is not None else LINEAR_LR
+    lower = f"{min(lower, LINEAR_LR) if linear else lower:g}"
     advice = (f"lower the learning rate (--lr {lower})"
               + ("" if not linear or cfg.standardize else " and standardise the data "
                  "(--standardize)")

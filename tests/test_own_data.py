@@ -1,0 +1,230 @@
+"""The user's own tables: settings chosen from the data, standardisation on every path, the
+check after training, and the start and end of a run folder (issue: own data first time)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_wine
+
+from conftest import SRC, cli_env, run_cli
+from gmmn import GMMN, two_sample_test
+from gmmn.data.splits import random_split
+from gmmn.data.user import SPLIT_FRACTIONS
+from gmmn.errors import FitCheckFailed
+from gmmn.presets import get_preset
+from gmmn.training.auto import (
+    MEDIAN_RATIOS,
+    check_fit,
+    median_sigmas,
+)
+from gmmn.training.stages import median_distance
+
+# Small and fast: what each test checks does not need the preset's network.
+TINY = ("--iterations", "30", "--sample-batch-size", "64", "--hidden", "16",
+        "--checkpoint-every", "0", "--no-progress")
+TINY_API = {"iterations": 30, "sample_batch_size": 64, "hidden": (16,)}
+
+
+@pytest.fixture(scope="module")
+def wine() -> np.ndarray:
+    return load_wine().data  # (178, 13) float64, columns from 0.1 to 1680
+
+
+def _zscore(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # the hand-computed z-score: population sd, in float64, of the float32 training rows
+    x = x.astype(np.float32)
+    return x.mean(0, dtype=np.float64), x.std(0, dtype=np.float64)
+
+
+def test_api_standardize_true_stores_the_hand_computed_mean_and_std(wine):
+    m = GMMN(standardize=True, **TINY_API).fit(wine, progress=False)
+    mean, std = _zscore(wine)
+    np.testing.assert_allclose(m.run_.data["mean"].numpy(), mean, rtol=1e-6)
+    np.testing.assert_allclose(m.run_.data["std"].numpy(), std, rtol=1e-6)
+    assert m.run_.config.standardize is True
+    # samples come back in the data's units: proline (column 12) is in the hundreds
+    assert 300 < np.median(m.sample(500, seed=0)[:, 12]) < 1500
+
+
+def test_api_chooses_everything_from_the_data_with_no_arguments(wine):
+    m = GMMN(**TINY_API).fit(wine, progress=False)
+    cfg = m.run_.config
+    assert cfg.preset == "tabular-gmmn"
+    assert cfg.standardize is True  # values outside [0, 1]
+    assert cfg.lr == pytest.approx(0.1)  # linear output
+    assert cfg.data_batch_size == len(wine)  # every row, fewer than 1000
+    mean, std = _zscore(wine)
+    z = torch.from_numpy(((wine.astype(np.float32) - mean.astype(np.float32))
+                          / std.astype(np.float32)).astype(np.float32))
+    m_z = median_distance(z, seed=0)
+    assert cfg.sigmas == pytest.approx(tuple(m_z * r for r in MEDIAN_RATIOS), rel=1e-6)
+    # the raw rows' median distance is set by proline alone: two orders of magnitude larger
+    assert median_distance(torch.from_numpy(wine).float(), seed=0) > 50 * m_z
+    assert isinstance(m.sample(3), np.ndarray)
+
+
+def test_unit_interval_data_is_left_as_it_is_with_the_papers_lr():
+    x = np.random.default_rng(0).uniform(size=(200, 5))
+    m = GMMN(**TINY_API).fit(x, progress=False)
+    cfg = m.run_.config
+    assert cfg.standardize is False and m.run_.data["mean"] is None
+    assert cfg.lr == pytest.approx(2.0)
+    assert cfg.sigmas == pytest.approx(median_sigmas(torch.from_numpy(x).float(), seed=0))
+
+
+def test_cli_standardize_stores_the_z_score_of_the_training_split(tmp_path, wine):
+    np.save(tmp_path / "wine.npy", wine)
+    out = tmp_path / "run"
+    done = run_cli("train", "--preset", "digits-gmmn", "--dataset", str(tmp_path / "wine.npy"),
+                   "--standardize", "--lr", "0.1", "--out", str(out), *TINY)
+    assert done.returncode == 0, done.stderr
+    train, _, _ = random_split(len(wine), SPLIT_FRACTIONS, seed=0)
+    mean, std = _zscore(wine[train])
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    np.testing.assert_allclose(state["data"]["mean"].numpy(), mean, rtol=1e-6)
+    np.testing.assert_allclose(state["data"]["std"].numpy(), std, rtol=1e-6)
+
+
+def test_cli_trains_a_file_with_no_preset_and_records_the_choices(tmp_path, wine):
+    np.savetxt(tmp_path / "wine.csv", wine, delimiter=",")
+    out = tmp_path / "run"
+    done = run_cli("train", "--dataset", str(tmp_path / "wine.csv"), "--out", str(out), *TINY)
+    assert done.returncode == 0, done.stderr
+    assert "chosen from the data: --standardize true" in done.stdout
+    cfg = json.loads((out / "config.json").read_text())["config"]
+    assert cfg["preset"] == "tabular-gmmn" and cfg["standardize"] is True
+    assert cfg["lr"] == 0.1 and cfg["data_batch_size"] == 160 and len(cfg["sigmas"]) == 6
+    assert not (out / ".lock").exists()  # a clean end leaves no lock file
+    # the stored, chosen values make a resume of the finished run a no-op, not a refusal
+    again = run_cli("train", "--out", str(out), "--resume", "--no-progress")
+    assert again.returncode == 0, again.stderr
+
+
+def test_a_named_dataset_still_needs_its_preset(tmp_path):
+    done = run_cli("train", "--dataset", "mnist", "--out", str(tmp_path / "r"))
+    assert done.returncode == 2
+    assert "--preset is required for --dataset mnist (e.g. --preset mnist-gmmn)" in done.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_diverging_readme_case_fails_with_the_fix(tmp_path, wine):
+    # The old README line: the digits preset (lr 2, pixel-sized kernels) on raw wine. Before
+    # the check it exited 0 with sample means 200 data sd off.
+    np.save(tmp_path / "wine.npy", wine)
+    out = tmp_path / "run"
+    done = run_cli("train", "--preset", "digits-gmmn", "--dataset", str(tmp_path / "wine.npy"),
+                   "--out", str(out), "--iterations", "500", "--sample-batch-size", "100",
+                   "--hidden", "32,32", "--checkpoint-every", "0", "--no-progress")
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("gmmn train: error: training finished, but ")
+    assert "beyond the training data's" in last and "--lr 0.1" in last
+    assert "--standardize" in last and "Traceback" not in done.stderr
+    assert (out / "checkpoint.pt").exists()  # kept, for a look
+
+
+def test_the_api_raises_on_a_diverged_fit_and_keeps_the_model(wine):
+    m = GMMN(preset="digits-gmmn", lr=2.0, sigmas=(0.5, 1.0, 2.0), iterations=500,
+             sample_batch_size=100, hidden=(32, 32))
+    with pytest.raises(FitCheckFailed, match="spread is far wider"):
+        m.fit(wine, progress=False)
+    assert not m.fit_check_.ok and m.sample(5).shape == (5, 13)
+
+
+def test_check_fit_passes_data_like_samples_and_flags_far_and_collapsed_ones():
+    cfg = get_preset("tabular-gmmn")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1000, 4, generator=g)
+    good = check_fit(torch.randn(2000, 4, generator=g), x, [1.0] * 30, cfg=cfg, linear=True)
+    assert good.ok and good.binding and 0.9 < good.sd_ratio < 1.1
+    far = check_fit(100 + torch.randn(2000, 4, generator=g), x, [], cfg=cfg, linear=True)
+    assert far.far_fraction == 1.0 and any("beyond" in p for p in far.problems)
+    # a sigmoid output cannot leave [0, 1]: only the spread is judged there
+    assert not check_fit(100 + torch.randn(2000, 4, generator=g), x, [], cfg=cfg,
+                         linear=False).problems
+    flat = check_fit(torch.zeros(2000, 4) + 0.01 * torch.randn(2000, 4, generator=g), x, [],
+                     cfg=cfg, linear=True)
+    assert flat.sd_ratio < 0.2 and "collapsed" in flat.message()
+
+
+def test_check_fit_sees_a_loss_that_rose_at_the_end():
+    cfg = get_preset("tabular-gmmn")
+    x = torch.randn(500, 3, generator=torch.Generator().manual_seed(1))
+    falling = [1.0 / (1 + t) for t in range(40)]
+    rising = falling[:30] + [1.0] * 10
+    assert check_fit(x, x, falling, cfg=cfg, linear=True).ok
+    rose = check_fit(x, x, rising, cfg=cfg, linear=True)
+    assert rose.loss_rise > 0.5 and "rose at the end" in rose.message()
+
+
+def test_a_short_run_warns_instead_of_failing():
+    cfg = dataclasses.replace(get_preset("tabular-gmmn"), iterations=50)
+    x = torch.randn(500, 3, generator=torch.Generator().manual_seed(2))
+    check = check_fit(1e3 * x, x, [], cfg=cfg, linear=True)
+    assert not check.ok and not check.binding and not check.failed
+
+
+def test_a_failed_start_leaves_no_run_folder(tmp_path):
+    missing = run_cli("train", "--dataset", str(tmp_path / "nope.npy"),
+                      "--out", str(tmp_path / "a"))
+    assert missing.returncode == 2 and not (tmp_path / "a").exists()
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(50, 3)))
+    cuda = run_cli("train", "--dataset", str(tmp_path / "x.npy"), "--device", "cuda",
+                   "--out", str(tmp_path / "b"))
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: --device cuda is not a failed start here")
+    assert cuda.returncode == 2 and "CUDA is not available" in cuda.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_no_download_is_one_line_and_no_folder(tmp_path):
+    env = {**cli_env(), "GMMN_DATA": str(tmp_path / "empty")}
+    done = subprocess.run([sys.executable, "-m", "gmmn", "train", "--preset", "mnist-gmmn",
+                           "--no-download", "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_mmd_test_standardize_pools_and_finds_a_shift_one_feature_hides(tmp_path, wine):
+    # raw wine: the median bandwidth is set by proline (sd ~315); a 1-sd shift of malic acid
+    # (sd ~1.1) is invisible to it, and plain to the test on pooled z-scores
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(wine))
+    a, b = wine[perm[:89]], wine[perm[89:]].copy()
+    b[:, 1] += wine[:, 1].std()
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    raw = json.loads(run_cli("mmd-test", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"),
+                             "--permutations", "500").stdout)
+    std = json.loads(run_cli("mmd-test", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"),
+                             "--permutations", "500", "--standardize").stdout)
+    assert raw["p_value"] > 0.1 and std["p_value"] < 0.01 and std["standardize"] is True
+    # the flag is exactly the test on the pooled z-scores
+    pooled = np.concatenate([a, b])
+    z = (pooled - pooled.mean(0)) / pooled.std(0)
+    by_hand = two_sample_test(torch.from_numpy(z[:89]), torch.from_numpy(z[89:]),
+                              permutations=500)
+    assert std["statistic"] == pytest.approx(by_hand.statistic, rel=1e-9)
+    assert std["p_value"] == by_hand.p_value
+
+
+def test_import_gmmn_sets_the_passive_wait_policy_unless_the_user_did():
+    code = "import os, gmmn; print(os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in cli_env().items() if k != "OMP_WAIT_POLICY"}
+    unset = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=env, check=True)
+    assert unset.stdout.strip() == "PASSIVE"
+    mine = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, check=True)
+    assert mine.stdout.strip() == "ACTIVE"
+    assert os.path.isdir(SRC)
