@@ -14,29 +14,35 @@ from gmmn.errors import CheckpointError, ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from gmmn.evaluate.report import METRICS
+    from gmmn.evaluate.report import METRICS, TABULAR_ALLOWED, TABULAR_METRICS
 
     p = sub.add_parser("evaluate", help="Parzen log-likelihood, FD, KID, coverage, figures",
                        description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True, type=pathlib.Path, help="a run directory")
     p.add_argument("--metrics", default=None,
-                   help=f"comma-separated subset of {','.join(METRICS)} (default: all)")
+                   help=f"comma-separated subset of {','.join(METRICS)} for images (default: "
+                        f"all) or of {','.join(TABULAR_ALLOWED)} for tables (default: "
+                        f"{','.join(TABULAR_METRICS)})")
     p.add_argument("--out", type=pathlib.Path, default=None,
                    help="report.json path; figures and report.md go beside it "
                         "(default: RUN/eval/report.json)")
     p.add_argument("--n-samples", type=int, default=10000,
-                   help="samples per Parzen set, as in the paper (default 10000)")
+                   help="samples per Parzen set, as in the paper; for tables also the "
+                        "samples that marginals and correlation score (the two-sample tests "
+                        "use as many samples as test rows)")
     p.add_argument("--parzen-variant", choices=("gmmn", "gan"), default="gmmn",
-                   help="gmmn: this paper's protocol; gan: the GAN paper's (default gmmn)")
+                   help="gmmn: this paper's protocol; gan: the GAN paper's")
     p.add_argument("--dataset", default=None,
                    help="dataset name or path (default: the one in the run's config)")
-    p.add_argument("--data-dir", type=pathlib.Path, default=None, help="where datasets live")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", type=pathlib.Path, default=None,
+                   help="where datasets live (default: the run's --data-dir)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the samples drawn for the metrics (the split is the run's)")
     p.add_argument("--reconstructions", action="store_true",
                    help="score the autoencoder's reconstructions of training images instead "
                         "of samples (GMMN+AE runs): the ceiling a perfect code-space GMMN "
                         "would reach (default report: RUN/eval-reconstructions/report.json)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     from gmmn.cli.sample import add_chain_flags
 
     add_chain_flags(p, noise_grid=True)
@@ -85,12 +91,11 @@ def main(args: argparse.Namespace) -> int:
     from gmmn.data import load_dataset
     from gmmn.evaluate.report import evaluate_run, parse_metrics
 
-    chosen = parse_metrics(args.metrics)  # a bad name fails before the slow loading
-    if args.reconstructions:
-        if "interpolation" in chosen and args.metrics is not None:
-            raise ConfigError("--reconstructions has no prior to interpolate in; drop "
-                              "interpolation from --metrics")
-        chosen = tuple(m for m in chosen if m != "interpolation")
+    # A bad name fails before the slow loading; the default set waits for the data's kind.
+    chosen = parse_metrics(args.metrics) if args.metrics is not None else None
+    if args.reconstructions and chosen is not None and "interpolation" in chosen:
+        raise ConfigError("--reconstructions has no prior to interpolate in; drop "
+                          "interpolation from --metrics")
     if not args.run.is_dir():
         raise CheckpointError(f"run directory {args.run} does not exist; pass the folder "
                               "that `gmmn train --out` wrote")
@@ -110,9 +115,11 @@ def main(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or (cfg.get("data_dir") if isinstance(cfg, dict)
                                  else getattr(cfg, "data_dir", None))
     splits = load_dataset(name, data_dir=data_dir, seed=seed)
+    chosen = parse_metrics(args.metrics, tabular=splits.image_shape is None)
     if args.reconstructions:
         from gmmn.api import Reconstructions
 
+        chosen = tuple(m for m in chosen if m != "interpolation")
         run = Reconstructions(run, splits.train)
     out = args.out or args.run / ("eval-reconstructions" if args.reconstructions
                                   else "eval") / "report.json"

@@ -1,5 +1,6 @@
 """The paper's figures as PNG files: sample grids, nearest training neighbours, prior
-interpolations, and training curves from a run's metrics.jsonl.
+interpolations, and training curves from a run's metrics.jsonl; for tables (rows without an
+image shape) pairwise scatter plots and marginal histograms of samples against data.
 
 matplotlib is imported lazily and used through ``matplotlib.figure.Figure`` with the Agg
 canvas, never pyplot: no global backend or figure state is touched, and it runs headless.
@@ -158,4 +159,82 @@ def save_training_curves(metrics_path: pathlib.Path | str, path: pathlib.Path | 
         ax.set_xlabel("iteration")
         ax.set_ylabel(key)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+# The two sets of the tabular figures: samples in orange over data in blue.
+_SAMPLE_COLOUR, _DATA_COLOUR = "tab:orange", "tab:blue"
+
+
+def _two_tables(samples, data) -> tuple[torch.Tensor, torch.Tensor]:
+    s = torch.as_tensor(samples).detach().double().cpu()
+    d = torch.as_tensor(data).detach().double().cpu()
+    if s.ndim != 2 or d.ndim != 2 or s.shape[1] != d.shape[1] or not len(s) or not len(d):
+        raise ConfigError(f"samples {tuple(s.shape)} and data {tuple(d.shape)} must be "
+                          "non-empty (rows, features) matrices of the same width")
+    return s, d
+
+
+def save_pair_scatter(samples, data, path: pathlib.Path | str, *, features: int = 4,
+                      max_points: int = 1000, data_label: str = "data") -> pathlib.Path:
+    """Pairwise scatter plots of the first ``features`` columns: samples over data.
+
+    Off the diagonal, feature j against feature i; on it, both sets' histograms of feature i.
+    At most ``max_points`` rows of each set, so thousands of samples do not hide the data.
+    """
+    s, d = _two_tables(samples, data)
+    s, d = s[:max_points], d[:max_points]
+    k = min(features, s.shape[1])
+    fig = _figure(2.2 * k + 0.4, 2.2 * k + 0.4)
+    for i in range(k):
+        for j in range(k):
+            ax = fig.add_subplot(k, k, i * k + j + 1)
+            if i == j:
+                _histograms(ax, s[:, i], d[:, i])
+            else:
+                # Samples below, faint; the (often fewer) data rows on top, so they stay seen.
+                ax.scatter(s[:, j], s[:, i], s=3, c=_SAMPLE_COLOUR, alpha=0.35, lw=0,
+                           label=f"samples (n={len(s)})")
+                ax.scatter(d[:, j], d[:, i], s=7, c=_DATA_COLOUR, alpha=0.8, lw=0,
+                           label=f"{data_label} (n={len(d)})")
+            ax.tick_params(labelsize=6)
+            if i == k - 1:
+                ax.set_xlabel(f"feature {j}", fontsize=7)
+            if j == 0:
+                ax.set_ylabel(f"feature {i}", fontsize=7)
+    if k > 1:
+        handles, labels = fig.axes[1].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", ncol=2, fontsize=7, markerscale=3)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    return _save(fig, path)
+
+
+def _histograms(ax, s: torch.Tensor, d: torch.Tensor) -> None:
+    lo, hi = float(min(s.min(), d.min())), float(max(s.max(), d.max()))
+    bins = torch.linspace(lo, hi if hi > lo else lo + 1.0, 26).numpy()  # shared bins
+    ax.hist(d.numpy(), bins=bins, density=True, color=_DATA_COLOUR, alpha=0.5)
+    ax.hist(s.numpy(), bins=bins, density=True, color=_SAMPLE_COLOUR, alpha=0.5,
+            histtype="step", lw=1.2)
+
+
+def save_marginal_histograms(samples, data, path: pathlib.Path | str, *,
+                             max_features: int = 16, data_label: str = "data") -> pathlib.Path:
+    """One panel per feature (the first ``max_features``): histograms of samples and data on
+    shared bins, as densities so sets of different sizes compare."""
+    s, d = _two_tables(samples, data)
+    k = min(max_features, s.shape[1])
+    cols = min(4, k)
+    rows = -(-k // cols)
+    fig = _figure(2.4 * cols, 2.0 * rows + 0.4)
+    for i in range(k):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        _histograms(ax, s[:, i], d[:, i])
+        ax.set_title(f"feature {i}", fontsize=8)
+        ax.tick_params(labelsize=6)
+    from matplotlib.patches import Patch
+
+    fig.legend([Patch(color=_DATA_COLOUR, alpha=0.5), Patch(fill=False, ec=_SAMPLE_COLOUR)],
+               [f"{data_label} (n={len(d)})", f"samples (n={len(s)})"], loc="upper center",
+               ncol=2, fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (2.0 * rows + 0.4)))
     return _save(fig, path)
