@@ -50,28 +50,61 @@ def write_error(exc: OSError, path: str | os.PathLike) -> OutputError:
     return OutputError(f"cannot write {path} ({exc.strerror or exc})")
 
 
+# Free space below this (a few filesystem blocks) after a failed write means the disk filled:
+# writers that hide the OSError (torch's zip writer raises RuntimeError "unexpected pos";
+# numpy's "N requested and M written") are then reported as the full disk they met.
+FULL_DISK_BYTES = 64 * 1024
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < FULL_DISK_BYTES
+
+
+def _file_mode(path: Path) -> int:
+    """The mode a new file at ``path`` gets: the old file's when overwriting one, else
+    0o666 less the umask (mkstemp's 0o600 would make every report private)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Call ``write(f)`` on a temporary file beside ``path``, fsync, and rename it to ``path``.
 
-    Raises :class:`OutputError` for disk-full, permission and missing-folder errors.
+    The file keeps the mode of the one it replaces (a new one: 0o666 less the umask). Raises
+    :class:`OutputError` for disk-full, permission and missing-folder errors, also when the
+    writer hid a full disk behind its own error type.
     """
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a folder; name a file")
+    folder = path.parent if str(path.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=TEMP_SUFFIX,
-                                   dir=path.parent if str(path.parent) else ".")
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=TEMP_SUFFIX, dir=folder)
     except OSError as exc:
         raise write_error(exc, path) from exc
     try:
+        os.fchmod(fd, _file_mode(path))
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
+        full = _disk_full(folder)  # measured before the temporary file frees its blocks
         Path(tmp).unlink(missing_ok=True)
-        raise write_error(exc, path) from exc
+        if full and getattr(exc, "errno", None) not in (errno.ENOSPC, errno.EDQUOT):
+            exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if isinstance(exc, OSError):
+            raise write_error(exc, path) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

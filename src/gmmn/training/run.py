@@ -24,10 +24,13 @@ checkpoint (docs/reliability.md).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -454,7 +457,9 @@ class _RunLogger:
         keep = _metrics_to_keep(self.metrics_path,
                                 int(state["metrics_offset"]) if state is not None else 0)
         try:
-            self.metrics = open(self.metrics_path, "a+b")  # noqa: SIM115 (closed in close())
+            # Unbuffered: each line is one write, so a full disk fails that line's write (and
+            # it is cut back off) instead of a later flush in close() leaving half a record.
+            self.metrics = open(self.metrics_path, "a+b", buffering=0)  # noqa: SIM115
             self.metrics.truncate(keep)
             self.metrics.seek(0, 2)
         except OSError as exc:
@@ -481,10 +486,16 @@ class _RunLogger:
         if self.metrics is not None:
             # Flushed per line so `tail -f metrics.jsonl` follows a long run; resume still
             # truncates to the offset stored in the checkpoint.
+            line = (json.dumps(row) + "\n").encode()
+            end = self.metrics.tell()
             try:
-                self.metrics.write((json.dumps(row) + "\n").encode())
-                self.metrics.flush()
+                written = self.metrics.write(line)
+                if written != len(line):  # a short write: the disk filled mid-line
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             except OSError as exc:
+                with contextlib.suppress(OSError):  # the file ends on its last whole line
+                    self.metrics.truncate(end)
+                    self.metrics.seek(end)
                 raise write_error(exc, self.metrics_path) from exc
         if self.tb is not None:
             for k, v in row.items():
@@ -520,10 +531,16 @@ class _RunLogger:
             save_checkpoint(state, self.out / CHECKPOINT_NAME)
 
     def close(self) -> None:
+        # Nothing is buffered (see __init__), so closing cannot meet a full disk again and
+        # replace the error that stopped the run.
         if self.metrics is not None:
-            self.metrics.close()
+            with contextlib.suppress(OSError):
+                self.metrics.close()
+            self.metrics = None
         if self.tb is not None:
-            self.tb.close()
+            with contextlib.suppress(Exception):  # TensorBoard's own writer on a full disk
+                self.tb.close()
+            self.tb = None
 
 
 def _metrics_to_keep(path: Path, offset: int) -> int:
