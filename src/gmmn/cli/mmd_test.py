@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gmmn.data.user import check_array_file
 from gmmn.errors import ConfigError, DataError
 from gmmn.mmd import ESTIMATORS, two_sample_test
 
@@ -48,6 +49,8 @@ def load_samples(path_text: str, key: str | None = None, flag: str = "--key") ->
         raise DataError(f"{path} does not exist or is not a file")
     suffix = path.suffix.lower()
     try:
+        if suffix in (".npy", ".npz"):
+            check_array_file(path)  # from the headers: damaged, or too big for memory
         if suffix == ".npy":
             arr = np.load(path, allow_pickle=False)
         elif suffix == ".npz":
@@ -58,7 +61,7 @@ def load_samples(path_text: str, key: str | None = None, flag: str = "--key") ->
             raise DataError(f"{path}: unsupported file type {suffix!r}; use .npy, .npz or .csv")
     except DataError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
         raise DataError(f"{path} cannot be read as {suffix} numbers ({exc})") from exc
     if arr.dtype.kind not in "biuf":
         raise DataError(f"{path} holds {arr.dtype} data; it must be numeric")

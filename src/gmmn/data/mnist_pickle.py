@@ -18,12 +18,11 @@ from __future__ import annotations
 import gzip
 import io
 import pickle
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-from gmmn.data.idx import idx_bytes, sha256_hex
+from gmmn.data.idx import gunzip, idx_bytes, sha256_hex
 from gmmn.data.mnist import SOURCES, IdxSource
 from gmmn.errors import DataError
 from gmmn.files import atomic_write
@@ -85,11 +84,7 @@ def read_mnist_pickle(path: str | Path, *, rows: tuple[int, int, int] | None = N
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}; check the path") from exc
     if raw.startswith(b"\x1f\x8b"):
-        try:
-            raw = gzip.decompress(raw)
-        except (EOFError, OSError, zlib.error) as exc:
-            raise DataError(f"{path} is a truncated or corrupt gzip file ({exc}); fetch "
-                            "mnist.pkl.gz again") from exc
+        raw = gunzip(raw, source=str(path), fix="fetch mnist.pkl.gz again")
     try:
         obj = _ArrayUnpickler(io.BytesIO(raw), source=str(path)).load()
     except DataError:
@@ -107,6 +102,9 @@ def read_mnist_pickle(path: str | Path, *, rows: tuple[int, int, int] | None = N
         if not (isinstance(images, np.ndarray) and isinstance(labels, np.ndarray)):
             raise DataError(f"{path}: the {name} part does not hold numpy arrays; expected "
                             f"{layout}")
+        if images.dtype.kind not in "biuf":  # strings, complex numbers, dates: not pixels
+            raise DataError(f"{path}: the {name} images hold {images.dtype} values, not real "
+                            "numbers; is it the classic mnist.pkl.gz?")
         if images.shape != (n, _SIDE * _SIDE) or labels.shape != (n,):
             raise DataError(f"{path}: the {name} part has images {images.shape} and labels "
                             f"{labels.shape} where ({n}, 784) and ({n},) were expected; "

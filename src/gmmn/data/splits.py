@@ -19,6 +19,11 @@ from gmmn.errors import DataError
 
 log = logging.getLogger(__name__)
 
+# Labels are class numbers 0 <= y < MAX_CLASSES. The classifier behind the evaluation has one
+# output per class up to the largest label, so the bound keeps its size (and memory) from
+# following a stray label value; 10000 is far above any dataset gmmn ships or expects.
+MAX_CLASSES = 10_000
+
 
 @dataclass(frozen=True)
 class Splits:
@@ -35,7 +40,7 @@ class Splits:
     train_labels: torch.Tensor | None
     validation_labels: torch.Tensor | None
     test_labels: torch.Tensor | None
-    image_shape: tuple[int, ...] | None  # (H, W) grayscale, (H, W, 3) RGB, None for tables
+    image_shape: tuple[int, ...] | None  # (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA; None: table
     source: str  # where the files were found (path or package), for `gmmn data info`
     # True when every value lies in [0, 1] (image data): the generator ends in a sigmoid.
     # False for standardised or unbounded data: the generator's output layer is linear.
@@ -125,13 +130,22 @@ def random_split(n: int, fractions: Sequence[float], *, seed: int) -> list[np.nd
     return [np.sort(part) for part in np.split(perm, bounds[:-1])]
 
 
-def check_array(x: np.ndarray, *, what: str, source: str) -> np.ndarray:
-    """A float32 (N, D) copy of x, or a DataError naming `source` when x is unusable."""
-    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise DataError(f"{source}: {what} has non-numeric dtype {x.dtype}; store numbers only")
-    if np.iscomplexobj(x):  # astype(float32) would drop the imaginary part without a word
+def check_real(x: np.ndarray, *, what: str, source: str) -> None:
+    """A DataError unless x holds real numbers (bool, integer or float).
+
+    Kinds, not ``np.number``: numpy counts timedelta64 as a signed integer, but durations
+    have no float value to train on, and complex values would lose their imaginary part.
+    """
+    if x.dtype.kind == "c":  # astype(float32) would drop the imaginary part without a word
         raise DataError(f"{source}: {what} is complex-valued ({x.dtype}); gmmn models real "
                         "values: store the real and imaginary parts as separate columns")
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"{source}: {what} has non-numeric dtype {x.dtype}; store numbers only")
+
+
+def check_array(x: np.ndarray, *, what: str, source: str) -> np.ndarray:
+    """A float32 (N, D) copy of x, or a DataError naming `source` when x is unusable."""
+    check_real(x, what=what, source=source)
     if x.ndim == 0 or x.shape[0] == 0 or x.size == 0:
         raise DataError(f"{source}: {what} is empty (shape {x.shape}); it needs at least one row")
     x = x.reshape(x.shape[0], -1)
@@ -148,16 +162,24 @@ def check_array(x: np.ndarray, *, what: str, source: str) -> np.ndarray:
 
 
 def _labels(y: np.ndarray | None, n: int, *, what: str, source: str) -> torch.Tensor | None:
+    """int64 labels, each a class number 0 <= y < MAX_CLASSES, or a DataError."""
     if y is None:
         return None
     y = np.asarray(y).reshape(-1)
     if len(y) != n:
         raise DataError(f"{source}: {what} has {len(y)} labels for {n} examples; "
                         "give one label per example")
-    if not np.issubdtype(y.dtype, np.integer):
-        if not (np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y))
-                and np.all(y == np.round(y))):
+    if y.dtype.kind not in "iu":
+        if not (y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y))):
             raise DataError(f"{source}: {what} must hold integers, got dtype {y.dtype}")
+    # Compared before the int64 cast, which would wrap uint64 and large floats.
+    bad = np.flatnonzero((y < 0) | (y >= MAX_CLASSES))
+    if len(bad):
+        value = y[bad[0]]
+        shown = str(int(value)) if y.dtype.kind in "iu" else f"{value:g}"
+        raise DataError(f"{source}: {what} holds the label {shown} (row {bad[0]}); labels "
+                        f"are class numbers 0 <= y < {MAX_CLASSES}: number the classes "
+                        "0, 1, 2, ...")
     return torch.from_numpy(y.astype(np.int64))
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from gmmn.data.download import cache_dir
-from gmmn.data.splits import Splits, make_splits
+from gmmn.data.splits import Splits, check_real, make_splits
 from gmmn.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,8 @@ def load_tfd(path: str | Path, *, seed: int = 0, standardize: bool = False) -> S
     path = Path(path)
     mat = _read_mat(path)
     images, folds = np.asarray(mat["images"]), np.asarray(mat["folds"])
+    # Before any cast: astype(float32) would drop a complex image's imaginary part silently.
+    check_real(images, what="images", source=str(path))
     if images.ndim != 3 or images.shape[0] == 0:
         raise DataError(f"{path}: images has shape {images.shape}; expected (N, 48, 48)")
     n = images.shape[0]
