@@ -128,24 +128,41 @@ def remove_stale_temps(folder: Path, names: tuple[str, ...]) -> list[Path]:
 
 
 def prepare_folder(folder: Path, *, what: str = "--out") -> None:
-    """Create ``folder`` (and its parents), or explain in one line why it cannot be."""
+    """Create ``folder`` (and its parents), or explain in one line why it cannot be, or why
+    it takes no files (checked by creating and removing an empty one: root passes every
+    permission check, and a folder such as /proc refuses new files all the same)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError as exc:
         raise OutputError(f"{what} {folder} is a file, not a folder; choose a folder path") \
             from exc
-    except OSError as exc:
-        raise write_error(exc, folder / "x") from exc
+    except OSError as exc:  # the path that failed: the folder or one of its parents
+        raise write_error(exc, exc.filename or folder) from exc
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OutputError(f"{what} {folder}: no permission to write in it; choose a folder "
                           f"you can write")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".gmmn-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise OutputError(f"no space left on {folder}; free some space and run again") \
+                from exc
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise OutputError(f"{what} {folder}: no permission to write in it; choose a "
+                              f"folder you can write") from exc
+        why = "" if exc.errno == errno.ENOENT else f" ({exc.strerror or exc})"  # e.g. /proc
+        raise OutputError(f"{what} {folder} does not take new files{why}; choose a folder on "
+                          f"a disk you can write") from exc
 
 
 class RunLock:
-    """An exclusive, non-blocking lock on ``folder/.lock``, held until :meth:`release`."""
+    """An exclusive, non-blocking lock on ``folder/.lock`` (or ``folder/NAME``: another
+    kind of writer, e.g. an evaluation, locks its own name), held until :meth:`release`."""
 
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / LOCK_NAME
+    def __init__(self, folder: Path, *, name: str = LOCK_NAME) -> None:
+        self.path = folder / name
         self.fd: int | None = None
         try:
             import fcntl

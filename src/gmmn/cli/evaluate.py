@@ -2,6 +2,12 @@
 
 Writes report.json (``parzen`` with ``mean``, ``stderr``, ``sigma``; one key per metric, each
 with its real-data ``reference``), report.md and the PNG figures into one folder.
+
+``--out`` is a folder (an existing one, or a path without an extension), which gets
+report.json, or a ``NAME.json`` report, which gets NAME.md and figures named NAME-*.png
+beside it, so reports in one folder keep their own files. Nothing is written outside that
+folder, and an ``--out`` whose files would overwrite a run's own (its checkpoint, config,
+metrics or sample grids) is refused.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import argparse
 import pathlib
 from typing import Any
 
-from gmmn.errors import CheckpointError, ConfigError
+from gmmn.errors import CheckpointError, ConfigError, OutputError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"all) or of {','.join(TABULAR_ALLOWED)} for tables (default: "
                         f"{','.join(TABULAR_METRICS)})")
     p.add_argument("--out", type=pathlib.Path, default=None,
-                   help="report.json path; figures and report.md go beside it "
+                   help="a folder for report.json, report.md and the figures, or a NAME.json "
+                        "report path, with NAME.md and NAME-*.png figures beside it "
                         "(default: RUN/eval/report.json)")
     p.add_argument("--n-samples", type=int, default=10000,
                    help="samples per Parzen set, as in the paper; for tables also the "
@@ -42,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="score the autoencoder's reconstructions of training images instead "
                         "of samples (GMMN+AE runs): the ceiling a perfect code-space GMMN "
                         "would reach (default report: RUN/eval-reconstructions/report.json)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     from gmmn.cli.sample import add_chain_flags
 
     add_chain_flags(p, noise_grid=True)
@@ -52,11 +59,41 @@ def register(sub: argparse._SubParsersAction) -> None:
 CHAIN_FLAGS = ("chains", "burn_in", "thin", "chain_noise", "chain_noise_space")
 
 
-def _load_run(run_dir: pathlib.Path, *, device: str) -> Any:
+def _load_run(run_dir: pathlib.Path, *, device: Any) -> Any:
     """The trained run; its own module so tests can swap in a fake run."""
     from gmmn.api import load_run
 
     return load_run(run_dir, device=device)
+
+
+def report_path(out: pathlib.Path | None, run_dir: pathlib.Path, *,
+                reconstructions: bool = False) -> pathlib.Path:
+    """The report.json (or NAME.json) that ``--out`` names, or one line saying why not."""
+    from fnmatch import fnmatch
+
+    from gmmn.evaluate.report import report_files
+    from gmmn.training.checkpoint import CHECKPOINT_NAME
+    from gmmn.training.run import RUN_FILES
+
+    if out is None:
+        return run_dir / ("eval-reconstructions" if reconstructions else "eval") / "report.json"
+    given = out
+    if out.is_dir() or (not out.suffix and not out.exists()):
+        out = out / "report.json"
+    elif out.suffix.lower() != ".json":
+        raise ConfigError(f"--out {out} is neither a .json report nor a folder; name a .json "
+                          "file (report.md and the figures go beside it) or a folder")
+    out = out.with_suffix(".json")  # the name evaluate_run writes: NAME.json, NAME.md
+    files, folder = report_files(out.stem), out.parent
+    if folder.resolve() == run_dir.resolve() or (folder / CHECKPOINT_NAME).exists():
+        # A run folder: the report's files must not replace the run's own.
+        clash = [f for f in files if any(fnmatch(f, pat) for pat in (*RUN_FILES,
+                                                                      "metrics.jsonl"))]
+        if clash:
+            raise OutputError(f"--out {given} would overwrite the run's {clash[0]} in {folder}; "
+                              f"choose another folder (the default is "
+                              f"{run_dir / 'eval'}) or another report name")
+    return out
 
 
 def _dataset_of(run: Any) -> str | None:
@@ -90,6 +127,7 @@ class _Bars:
 def main(args: argparse.Namespace) -> int:
     from gmmn.data import load_dataset
     from gmmn.evaluate.report import evaluate_run, parse_metrics
+    from gmmn.training.run import resolve_device
 
     # A bad name fails before the slow loading; the default set waits for the data's kind.
     chosen = parse_metrics(args.metrics) if args.metrics is not None else None
@@ -99,9 +137,11 @@ def main(args: argparse.Namespace) -> int:
     if not args.run.is_dir():
         raise CheckpointError(f"run directory {args.run} does not exist; pass the folder "
                               "that `gmmn train --out` wrote")
+    device = resolve_device(args.device)
+    out = report_path(args.out, args.run, reconstructions=args.reconstructions)
     grid = args.chain_noise if args.chain_noise and len(args.chain_noise) > 1 else None
     args.chain_noise = args.chain_noise[0] if args.chain_noise and not grid else None
-    run = _load_run(args.run, device=args.device)
+    run = _load_run(args.run, device=device)
     if any(getattr(args, k, None) is not None for k in CHAIN_FLAGS):
         from gmmn.cli.sample import with_chain_flags
 
@@ -121,21 +161,17 @@ def main(args: argparse.Namespace) -> int:
 
         chosen = tuple(m for m in chosen if m != "interpolation")
         run = Reconstructions(run, splits.train)
-    out = args.out or args.run / ("eval-reconstructions" if args.reconstructions
-                                  else "eval") / "report.json"
     bars = _Bars()
     try:
         report = evaluate_run(run, splits, out_dir=out.parent, metrics_to_run=chosen,
                               n_samples=args.n_samples, seed=args.seed,
                               parzen_variant=args.parzen_variant,
                               metrics_file=args.run / "metrics.jsonl",
-                              chain_noise_grid=grid, progress=bars)
+                              chain_noise_grid=grid, progress=bars, report_name=out.stem)
     finally:
         bars.close()
-    if out.name != "report.json":
-        (out.parent / "report.json").replace(out)
     summary = report.get("parzen")
     line = (f"Parzen {summary['mean']:.2f} +- {summary['stderr']:.2f} nats (sigma "
             f"{summary['sigma']:.2f}); " if summary else "")
-    print(f"{line}report: {out}, {out.parent / 'report.md'}")
+    print(f"{line}report: {out}, {out.with_suffix('.md')}")
     return 0

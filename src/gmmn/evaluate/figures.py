@@ -17,6 +17,7 @@ import torch
 
 from gmmn.errors import CheckpointError, ConfigError
 from gmmn.evaluate.metrics import nearest_neighbours
+from gmmn.files import atomic_write, write_error
 from gmmn.grid import tile
 
 
@@ -46,9 +47,14 @@ def _plain_axes(fig):
 
 
 def _save(fig, path: pathlib.Path | str) -> pathlib.Path:
+    """Write ``fig`` as a PNG at ``path`` whole or not at all (a full disk is one
+    :class:`gmmn.errors.OutputError`, never a traceback or half a file)."""
     path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(exc, path) from exc
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
     return path
 
 
@@ -73,9 +79,10 @@ def save_nearest_neighbours(samples: torch.Tensor, train: torch.Tensor,
     """
     dist, idx = nearest_neighbours(samples, train, k=k)
     s_img, t_img = _images(samples, image_shape), _images(train, image_shape)
-    n, h, w = s_img.shape
+    n, h, w = s_img.shape[:3]  # (n, h, w) grey or (n, h, w, c) colour
     pad = max(2, h // 2)  # room for the distance labels above each row
-    tiles = torch.cat([s_img.unsqueeze(1), t_img[idx]], dim=1).reshape(n * (k + 1), h, w)
+    tiles = torch.cat([s_img.unsqueeze(1), t_img[idx]], dim=1)
+    tiles = tiles.reshape(n * (k + 1), *s_img.shape[1:])
     canvas = tile(tiles.clamp(0, 1), k + 1, pad=pad, fill=0.5)
     fig = _figure((k + 1) * 1.0, n * 1.1)
     ax = _plain_axes(fig)
@@ -109,21 +116,36 @@ def save_interpolations(decode: Callable[[torch.Tensor], torch.Tensor], starts: 
 
 
 def read_metrics(path: pathlib.Path | str) -> list[dict]:
-    """The JSON lines of a run's metrics.jsonl (blank lines skipped)."""
+    """The JSON objects of a run's metrics.jsonl, one a line (blank lines skipped); a line
+    that is not one is a :class:`CheckpointError` naming it."""
     path = pathlib.Path(path)
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
         raise CheckpointError(f"cannot read training metrics {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{path} is not text; the run's metrics file is corrupt") from exc
     out = []
     for no, line in enumerate(lines, 1):
         if line.strip():
             try:
-                out.append(json.loads(line))
+                rec = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise CheckpointError(f"{path} line {no} is not JSON ({exc.msg}); the run's "
                                       "metrics file is corrupt") from exc
+            if not isinstance(rec, dict):
+                raise CheckpointError(f"{path} line {no} is not a JSON object; the run's "
+                                      "metrics file is corrupt")
+            out.append(rec)
     return out
+
+
+def _number(value, path, name: str, iteration) -> float:
+    # bool is an int to Python, but a logged flag is not a curve.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CheckpointError(f"{path}: {name} at iteration {iteration} is {value!r}, not a "
+                              "number; the run's metrics file is corrupt")
+    return float(value)
 
 
 def save_training_curves(metrics_path: pathlib.Path | str, path: pathlib.Path | str, *,
@@ -142,8 +164,8 @@ def save_training_curves(metrics_path: pathlib.Path | str, path: pathlib.Path | 
                 continue
             lines = stages.setdefault(str(rec.get("stage", "train")), {})
             its, vals = lines.setdefault(name, ([], []))
-            its.append(float(rec["iteration"]))
-            vals.append(float(value))
+            its.append(_number(rec["iteration"], metrics_path, "iteration", rec["iteration"]))
+            vals.append(_number(value, metrics_path, name, rec["iteration"]))
     if not stages:
         raise CheckpointError(f"{metrics_path} has no records with 'iteration' and {key!r}")
     fig = _figure(4.5 * len(stages), 3.2)

@@ -15,7 +15,15 @@ and training rows it used (``sizes``), and flags those too small to trust.
 The report folder changes as a whole: figures and reports are made in a temporary folder
 inside it, the old report.json and report.md are removed, the figures moved in, and the new
 reports moved in last. A kill at any moment leaves the old report with its figures, or new
-figures with no report; never a report beside another evaluation's figures.
+figures with no report; never a report beside another evaluation's figures. One evaluation
+at a time writes in a report folder: it holds an exclusive lock (``.evaluate.lock``) while it
+runs, and only then removes the temporary folders that killed evaluations left; a second one
+refuses in one line naming the first's pid (waiting would only replace the report the first
+is about to write).
+
+A folder holds several reports side by side: ``report_name="seed2"`` writes seed2.json and
+seed2.md, and prefixes its figures (seed2-samples.png), so no report's files overwrite
+another's (the default name, ``report``, keeps the plain figure names).
 """
 
 from __future__ import annotations
@@ -33,26 +41,32 @@ from typing import Any
 import torch
 
 from gmmn.data import Splits
-from gmmn.errors import ConfigError, GMMNError
+from gmmn.errors import CheckpointError, ConfigError, GMMNError, OutputError
 from gmmn.evaluate import classifier as clf_mod
 from gmmn.evaluate import figures, metrics, tabular
+from gmmn.evaluate.markdown import (  # noqa: F401 (noise_choice_text: for gmmn.reproduce)
+    METRICS,
+    MIN_TRUSTED_IMAGES,
+    TABULAR_ALLOWED,
+    TABULAR_METRICS,
+    noise_choice_text,
+    render_markdown,
+)
 from gmmn.evaluate.metrics import PR_K
 from gmmn.evaluate.protocol import FRESH_SEED_OFFSET, choose_on_validation, parzen_protocol
-from gmmn.files import prepare_folder, write_error
+from gmmn.files import RunLock, prepare_folder, write_error
 
 log = logging.getLogger(__name__)
 
-METRICS: tuple[str, ...] = ("parzen", "nn", "interpolation", "fd", "kid", "coverage",
-                            "precision-recall")
-# Tables: the default set, and what may be asked for (Parzen only on request: a density
-# estimate in D dimensions from a few hundred rows says less than the tests do).
-TABULAR_METRICS: tuple[str, ...] = tabular.TABULAR_METRICS
-TABULAR_ALLOWED: tuple[str, ...] = ("parzen", *TABULAR_METRICS)
+DEFAULT_REPORT = "report"  # report.json and report.md, figures under their plain names
+# Every figure an evaluation may write, by its key in the report's "figures".
+FIGURES = {"samples": "samples.png", "training_curves": "training_curves.png",
+           "nn": "nearest_neighbours.png", "interpolation": "interpolations.png",
+           "pairs": "pairs.png", "marginals": "marginals.png"}
+# Its own name, not a run's .lock: a run may be evaluated while it goes on training.
+EVAL_LOCK = ".evaluate.lock"
+_TMP_PREFIX = ".evaluating-"
 _NEEDS_CLASSIFIER = {"fd", "kid", "coverage", "precision-recall"}
-# Image comparisons with fewer test images than this are flagged: FD estimates a 128 x 128
-# feature covariance, biased by O(features / rows), and KID's subsets fall below their 1000
-# rows, so a model can beat the real-data reference by sampling noise alone.
-MIN_TRUSTED_IMAGES = 1000
 # progress(stage, done, total): the CLI turns each stage into a progress bar.
 StageProgress = Callable[[str, int, int], None]
 
@@ -104,14 +118,30 @@ def _stage(progress: StageProgress | None, name: str):
     return None if progress is None else (lambda done, total: progress(name, done, total))
 
 
+def report_files(report_name: str = DEFAULT_REPORT) -> tuple[str, ...]:
+    """The names of every file an evaluation under ``report_name`` may write in its folder."""
+    _check_report_name(report_name)
+    prefix = "" if report_name == DEFAULT_REPORT else report_name + "-"
+    return (f"{report_name}.json", f"{report_name}.md", *(prefix + f for f in FIGURES.values()))
+
+
+def _check_report_name(name: str) -> None:
+    if not name or name != pathlib.Path(name).name or name == ".." or \
+            name.startswith(_TMP_PREFIX):
+        raise ConfigError(f"report name {name!r} must be a plain file name (no folder) not "
+                          f"starting with {_TMP_PREFIX}")
+
+
 def evaluate_run(run: Any, splits: Splits, *, out_dir: pathlib.Path | str,
                  metrics_to_run: Sequence[str] | None = None, n_samples: int = 10000,
                  seed: int = 0,
                  parzen_variant: str = "gmmn", metrics_file: pathlib.Path | str | None = None,
                  cache_dir: pathlib.Path | str | None = None,
                  chain_noise_grid: Sequence[float] | None = None,
-                 progress: StageProgress | None = None) -> dict:
-    """Compute the chosen metrics and figures; write report.json and report.md in out_dir.
+                 progress: StageProgress | None = None,
+                 report_name: str = DEFAULT_REPORT) -> dict:
+    """Compute the chosen metrics and figures; write ``<report_name>.json`` and ``.md`` (by
+    default report.json and report.md) and the figures in out_dir.
 
     ``metrics_to_run`` None: :data:`METRICS` for images, :data:`TABULAR_METRICS` for a table
     (``splits.image_shape`` None). For a table ``n_samples`` is also the number of samples
@@ -119,36 +149,52 @@ def evaluate_run(run: Any, splits: Splits, *, out_dir: pathlib.Path | str,
     ``chain_noise_grid`` (stacked CAE runs): choose the chain's noise from these values by
     validation Parzen log-likelihood (:func:`choose_on_validation`) before anything else is
     sampled; the report records every value's score under ``chain.noise_selection``.
+    ``report_name`` other than ``report`` prefixes the figures (``<report_name>-samples.png``)
+    so that reports in one folder keep their own. A second evaluation in out_dir while one
+    runs raises :class:`CheckpointError` (the folder is locked).
     """
+    _check_report_name(report_name)
     final = pathlib.Path(out_dir)
     prepare_folder(final, what="the report folder")
-    for stale in final.glob(_TMP_PREFIX + "*"):  # left by an evaluation that was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    out = pathlib.Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=final))
-    try:
-        report = _evaluate(run, splits, out, metrics_to_run=metrics_to_run,
-                           n_samples=n_samples, seed=seed, parzen_variant=parzen_variant,
-                           metrics_file=metrics_file, cache_dir=cache_dir,
-                           chain_noise_grid=chain_noise_grid, progress=progress)
-        _commit(out, final)
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+    with _lock(final):
+        for stale in final.glob(_TMP_PREFIX + "*"):  # left by an evaluation that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            out = pathlib.Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=final))
+        except OSError as exc:
+            raise write_error(exc, final / f"{report_name}.json") from exc
+        try:
+            report = _evaluate(run, splits, out, report_name=report_name,
+                               metrics_to_run=metrics_to_run, n_samples=n_samples, seed=seed,
+                               parzen_variant=parzen_variant, metrics_file=metrics_file,
+                               cache_dir=cache_dir, chain_noise_grid=chain_noise_grid,
+                               progress=progress)
+            _commit(out, final, report_name)
+        except OutputError as exc:
+            # Name the report folder, not the temporary one the file was being made in.
+            raise OutputError(str(exc).replace(str(out), str(final))) from exc.__cause__
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
     return report
 
 
-_TMP_PREFIX = ".evaluating-"
-_REPORTS = ("report.json", "report.md")
-
-
-def _commit(tmp: pathlib.Path, final: pathlib.Path) -> None:
-    """Move what ``tmp`` holds into ``final``: old reports out, figures in, reports last."""
+def _lock(folder: pathlib.Path) -> RunLock:
     try:
-        for name in _REPORTS:
+        return RunLock(folder, name=EVAL_LOCK)
+    except OSError as exc:  # e.g. no room left for the pid in the lock file
+        raise write_error(exc, folder / EVAL_LOCK) from exc
+
+
+def _commit(tmp: pathlib.Path, final: pathlib.Path, report_name: str) -> None:
+    """Move what ``tmp`` holds into ``final``: old reports out, figures in, reports last."""
+    reports = (f"{report_name}.json", f"{report_name}.md")
+    try:
+        for name in reports:
             (final / name).unlink(missing_ok=True)
-        for f in sorted(tmp.iterdir(), key=lambda f: f.name in _REPORTS):
+        for f in sorted(tmp.iterdir(), key=lambda f: f.name in reports):
             os.replace(f, final / f.name)
     except OSError as exc:
-        raise write_error(exc, final / "report.json") from exc
+        raise write_error(exc, final / reports[0]) from exc
 
 
 def run_status(run: Any) -> dict | None:
@@ -162,9 +208,14 @@ def run_status(run: Any) -> dict | None:
             "iteration": int(getattr(inner, "iteration", 0) or 0)}
 
 
-def _evaluate(run: Any, splits: Splits, out: pathlib.Path, *, metrics_to_run, n_samples,
-              seed, parzen_variant, metrics_file, cache_dir, chain_noise_grid,
+def _evaluate(run: Any, splits: Splits, out: pathlib.Path, *, report_name, metrics_to_run,
+              n_samples, seed, parzen_variant, metrics_file, cache_dir, chain_noise_grid,
               progress) -> dict:
+    prefix = "" if report_name == DEFAULT_REPORT else report_name + "-"
+
+    def figure(key: str) -> pathlib.Path:  # where the figure of that key is made
+        return out / (prefix + FIGURES[key])
+
     shape = splits.image_shape
     chosen = parse_metrics(metrics_to_run, tabular=shape is None)
     report: dict[str, Any] = {"dataset": splits.name, "n_samples": n_samples, "seed": seed,
@@ -186,21 +237,29 @@ def _evaluate(run: Any, splits: Splits, out: pathlib.Path, *, metrics_to_run, n_
     if status is not None:
         report["run"] = status
     measure = _image_metrics if shape is not None else _tabular_metrics
-    measure(report, run, splits, out, chosen, n_samples=n_samples, seed=seed,
+    measure(report, run, splits, figure, chosen, n_samples=n_samples, seed=seed,
             parzen_variant=parzen_variant, metrics_file=metrics_file, cache_dir=cache_dir,
             progress=progress)
+    md, js = out / f"{report_name}.md", out / f"{report_name}.json"
     try:
-        (out / "report.md").write_text(render_markdown(report))
-        (out / "report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+        md.write_text(render_markdown(report))
+        js.write_text(json.dumps(report, indent=2, default=float) + "\n")
     except OSError as exc:
-        raise write_error(exc, out / "report.json") from exc
+        raise write_error(exc, js) from exc
     return report
 
 
-def _training_curves(report: dict, metrics_file, out: pathlib.Path) -> None:
-    if metrics_file is not None and pathlib.Path(metrics_file).exists():
+def _training_curves(report: dict, metrics_file, path: pathlib.Path) -> None:
+    """The training-curve figure; a damaged metrics.jsonl skips it (a warning, and a line in
+    the report) instead of the whole evaluation."""
+    if metrics_file is None or not pathlib.Path(metrics_file).exists():
+        return
+    try:
         report["figures"]["training_curves"] = figures.save_training_curves(
-            metrics_file, out / "training_curves.png").name
+            metrics_file, path).name
+    except CheckpointError as exc:
+        log.warning("no training-curve figure: %s", exc)
+        report["training_curves"] = {"skipped": str(exc)}
 
 
 def _draw(run: Any, n: int, seed: int) -> torch.Tensor:
@@ -213,14 +272,14 @@ def _image_sizes(samples: int, test: int, train: int, **extra: int) -> dict:
             "too_small": test < MIN_TRUSTED_IMAGES}
 
 
-def _image_metrics(report: dict, run: Any, splits: Splits, out: pathlib.Path,
+def _image_metrics(report: dict, run: Any, splits: Splits, figure: Callable,
                    chosen: Sequence[str], *, n_samples, seed, parzen_variant, metrics_file,
                    cache_dir, progress) -> None:
     shape = splits.image_shape
     samples = _draw(run, min(n_samples, splits.test.shape[0]), seed + SAMPLES_SEED_OFFSET)
     report["figures"]["samples"] = str(figures.save_sample_grid(
-        samples[:GRID_SAMPLES], out / "samples.png", image_shape=shape).name)
-    _training_curves(report, metrics_file, out)
+        samples[:GRID_SAMPLES], figure("samples"), image_shape=shape).name)
+    _training_curves(report, metrics_file, figure("training_curves"))
     if "parzen" in chosen:
         res = parzen_protocol(run.sample, splits, n_samples=n_samples, seed=seed,
                               variant=parzen_variant, progress=_stage(progress, "parzen"))
@@ -245,7 +304,7 @@ def _image_metrics(report: dict, run: Any, splits: Splits, out: pathlib.Path,
                         "sizes": _image_sizes(nn_s.shape[0], nn_t.shape[0],
                                               splits.train.shape[0])}
         report["nn"]["figure"] = report["figures"]["nn"] = figures.save_nearest_neighbours(
-            samples[:NN_FIGURE_ROWS], splits.train, out / "nearest_neighbours.png",
+            samples[:NN_FIGURE_ROWS], splits.train, figure("nn"),
             image_shape=shape).name
     if "interpolation" in chosen and getattr(run, "prior_dim", 0) is None:
         # A baseline (DBN, CAE, GSN) samples by its Markov chain: no prior to walk across.
@@ -256,7 +315,7 @@ def _image_metrics(report: dict, run: Any, splits: Splits, out: pathlib.Path,
         ends = torch.rand(2, INTERPOLATION_LINES, int(run.prior_dim), generator=g)
         ends = ends * 2 - 1  # uniform [-1, 1]
         report["interpolation"] = {"figure": figures.save_interpolations(
-            run.decode_prior, ends[0], ends[1], out / "interpolations.png",
+            run.decode_prior, ends[0], ends[1], figure("interpolation"),
             image_shape=shape).name}
         report["figures"]["interpolation"] = report["interpolation"]["figure"]
     if _NEEDS_CLASSIFIER & set(chosen):
@@ -276,7 +335,7 @@ def _validation_rows(splits: Splits, variant: str) -> int:
         else int(splits.validation.shape[0])
 
 
-def _tabular_metrics(report: dict, run: Any, splits: Splits, out: pathlib.Path,
+def _tabular_metrics(report: dict, run: Any, splits: Splits, figure: Callable,
                      chosen: Sequence[str], *, n_samples, seed, parzen_variant, metrics_file,
                      cache_dir, progress) -> None:
     """The tabular metrics and figures: samples and rows in the data's own units."""
@@ -284,10 +343,10 @@ def _tabular_metrics(report: dict, run: Any, splits: Splits, out: pathlib.Path,
     samples = _draw(run, max(n_samples, n_tests), seed + SAMPLES_SEED_OFFSET)
     n_fig = min(n_samples, samples.shape[0])
     report["figures"]["pairs"] = figures.save_pair_scatter(
-        samples[:n_fig], splits.train, out / "pairs.png", data_label="training rows").name
+        samples[:n_fig], splits.train, figure("pairs"), data_label="training rows").name
     report["figures"]["marginals"] = figures.save_marginal_histograms(
-        samples[:n_fig], splits.train, out / "marginals.png", data_label="training rows").name
-    _training_curves(report, metrics_file, out)
+        samples[:n_fig], splits.train, figure("marginals"), data_label="training rows").name
+    _training_curves(report, metrics_file, figure("training_curves"))
     if "parzen" in chosen:
         report["parzen"] = tabular.tabular_parzen(
             run.sample, splits, n_samples=n_samples, seed=seed, variant=parzen_variant,
@@ -353,131 +412,3 @@ def _classifier_metrics(report: dict, chosen: Sequence[str], samples, real, trai
         rp, rr = metrics.precision_recall(f_r, f_t)
         report["precision-recall"] = {"precision": p, "recall": r, "k": PR_K, "reference": {
             "what": what, "precision": rp, "recall": rr}, "sizes": sizes}
-
-
-def _fmt(v: Any, err: Any = None) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return str(v)
-    s = f"{v:.4g}" if isinstance(v, float) else str(v)
-    return f"{s} +- {err:.2g}" if err is not None else s
-
-
-def noise_choice_text(selection: dict) -> str:
-    """"<chosen>, chosen on validation ... from <value>: <nats>, ..." for a report's
-    ``chain.noise_selection`` (the report.md line and gmmn reproduce's table notes)."""
-    scores = ", ".join(f"{float(v):g}: {r['validation_ll']:.1f}"  # JSON keys are strings
-                       for v, r in selection["validation"].items())
-    return (f"{selection['chosen']:g}, chosen on validation Parzen log-likelihood "
-            f"(noise: nats) from {scores}")
-
-
-def _image_rows(report: dict) -> list[tuple[str, str, str]]:
-    rows = []
-    if "nn" in report:
-        rows.append(("median distance to nearest training image",
-                     _fmt(report["nn"]["median_distance_to_train"]),
-                     _fmt(report["nn"]["reference"]["median"]) + " (test images)"))
-    if "fd" in report and "skipped" not in report["fd"]:
-        rows.append(("Frechet distance on classifier features (lower better)",
-                     _fmt(report["fd"]["value"]), _fmt(report["fd"]["reference"]["value"])))
-    if "kid" in report and "skipped" not in report["kid"]:
-        k = report["kid"]
-        rows.append(("KID (lower better, ~0 is ideal)", _fmt(k["mean"], k["std"]),
-                     _fmt(k["reference"]["mean"], k["reference"]["std"])))
-    if "coverage" in report and "skipped" not in report["coverage"]:
-        c, r = report["coverage"], report["coverage"]["reference"]
-        k = len(c["histogram"])
-        rows.append((f"classes present (of {k})", f"{round(c['classes_present'] * k)}",
-                     f"{round(r['classes_present'] * k)}"))
-        rows.append(("total variation to test labels", _fmt(c["total_variation"]),
-                     _fmt(r["total_variation"])))
-    if "precision-recall" in report and "skipped" not in report["precision-recall"]:
-        pr, r = report["precision-recall"], report["precision-recall"]["reference"]
-        rows.append((f"precision / recall (k={PR_K})",
-                     f"{pr['precision']:.3f} / {pr['recall']:.3f}",
-                     f"{r['precision']:.3f} / {r['recall']:.3f}"))
-    return rows
-
-
-def _size_lines(report: dict, *, noun: str, threshold: int) -> list[str]:
-    """report.md lines: the rows each comparison used (comparisons of equal sizes on one
-    line) and a warning naming the comparisons with fewer than ``threshold`` test rows."""
-    groups: dict[tuple, list[str]] = {}
-    for name in dict.fromkeys((*METRICS, *TABULAR_ALLOWED)):
-        sizes = (report.get(name) or {}).get("sizes")
-        if sizes:
-            # nn's training rows are the set it searches, not a reference: its own line.
-            key = (*sizes.items(), ("nn", True)) if name == "nn" else tuple(sizes.items())
-            groups.setdefault(key, []).append(name)
-    lines, small = [], {}
-    for key, names in groups.items():
-        z = dict(key)
-        if z.get("nn"):
-            lines.append(f"- nn: {z['samples']} samples and {z['test_rows']} test {noun} "
-                         f"(the reference), each against all {z['training_rows']} training "
-                         f"{noun}")
-        else:
-            valid = (f", bandwidth chosen on {z['validation_rows']} validation {noun}"
-                     if "validation_rows" in z else "")
-            fewer = (" (fewer than the samples: the reference has more sampling noise)"
-                     if z["training_rows"] < z["samples"] else "")
-            lines.append(f"- {', '.join(names)}: {z['samples']} samples against "
-                         f"{z['test_rows']} test {noun}{valid}; reference {z['training_rows']} "
-                         f"training {noun}{fewer}")
-        if z["too_small"]:
-            small.setdefault(z["test_rows"], []).extend(names)
-    if not lines:
-        return []
-    lines = ["", "Sample sizes:", *lines]
-    for n, names in small.items():
-        lines += ["", f"**Too small to trust** ({', '.join(names)}): only {n} test {noun}, "
-                      f"fewer than {threshold}. At this size sampling noise is as large as the "
-                      "differences these numbers are meant to show: a model can score better "
-                      "than the real-data reference by chance alone."]
-    return lines
-
-
-def render_markdown(report: dict) -> str:
-    """A one-screen summary: each metric, the model's value, the real-data reference."""
-    table = report.get("data_kind") == "tabular"
-    noun = "rows" if table else "images"
-    rows = []
-    if "parzen" in report:
-        p = report["parzen"]
-        units = "nats of standardised features" if table else "nats"
-        rows.append((f"Parzen log-likelihood ({units}, higher better)",
-                     _fmt(p["mean"], p["stderr"]) + f" at sigma {p['sigma']:.3g}",
-                     _fmt(p["reference"]["mean"], p["reference"]["stderr"])))
-    rows += tabular.markdown_rows(report) if table else _image_rows(report)
-    lines = [f"# Evaluation: {report['dataset']}", ""]
-    status = report.get("run")
-    if status is not None and not status["done"]:
-        lines += [f"**Unfinished run**: its checkpoint stops in stage {status['stage']} at "
-                  f"iteration {status['iteration']}; these numbers describe a half-trained "
-                  f"model.", ""]
-    chain = report.get("chain") or {}
-    if "noise_selection" in chain:
-        lines += [f"Chain noise {noise_choice_text(chain['noise_selection'])}.", ""]
-    if table:
-        lines += ["Features standardised by the training split's mean and sd; errors are in "
-                  "units of that sd.", ""]
-    lines += [f"Reference = the same procedure with real training {noun} in place of samples.",
-              "", "| metric | model | real-data reference |", "|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    if "classifier" in report:
-        lines += ["", f"Feature classifier test accuracy: "
-                      f"{report['classifier']['test_accuracy']:.4f}."]
-    p = report.get("parzen") or {}
-    if p.get("at_grid_edge"):
-        lines += ["", f"**Parzen bandwidth at the edge of its grid** (sigma {p['sigma']:.3g} of "
-                      f"{p['sigmas'][0]:.3g}-{p['sigmas'][-1]:.3g}): the best bandwidth may lie "
-                      "outside the grid, and the score is not the estimator's best."]
-    lines += _size_lines(report, noun=noun, threshold=tabular.MIN_TRUSTED_ROWS if table
-                         else MIN_TRUSTED_IMAGES)
-    skipped = [f"- {k}: {report[k]['skipped']}" for k in dict.fromkeys((*METRICS,
-                                                                          *TABULAR_ALLOWED))
-               if isinstance(report.get(k), dict) and "skipped" in report[k]]
-    if skipped:
-        lines += ["", "Skipped:", *skipped]
-    lines += [""] + [f"![{k}]({v})" for k, v in report["figures"].items()]
-    return "\n".join(lines) + "\n"
