@@ -218,8 +218,8 @@ def test_mmd_test_standardize_pools_and_finds_a_shift_one_feature_hides(tmp_path
     assert std["p_value"] == by_hand.p_value
 
 
-def test_import_gmmn_sets_the_passive_wait_policy_unless_the_user_did():
-    code = "import os, gmmn; print(os.environ.get('OMP_WAIT_POLICY'))"
+def test_the_api_sets_the_passive_wait_policy_unless_the_user_did():
+    code = "import os; from gmmn import GMMN; print(os.environ.get('OMP_WAIT_POLICY'))"
     env = {k: v for k, v in cli_env().items() if k != "OMP_WAIT_POLICY"}
     unset = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env=env, check=True)

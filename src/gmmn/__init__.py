@@ -2,22 +2,11 @@
 
 The names below load on first use, so ``import gmmn`` stays light and does not import torch:
 the command line can then set OpenMP's wait policy before torch starts its thread pool.
-
-``import gmmn`` before torch sets ``OMP_WAIT_POLICY=PASSIVE`` too, unless the variable is
-already set (yours wins), as the CLI does: idle OpenMP threads that spin made one
-``GMMN().fit`` 1.5x slower on a 2-core machine (28.3 s against 18.2 s). It changes how idle
-threads wait, never a number. OpenMP reads it once, when torch loads it, so after
-``import torch`` it is too late: set it in the shell then (docs/training.md, "Python API").
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-import sys
-
-if "torch" not in sys.modules:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
