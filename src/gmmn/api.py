@@ -7,16 +7,26 @@ run checkpoint, so ``load_run`` and ``gmmn sample`` read it too.
 from __future__ import annotations
 
 import logging
+import numbers
 import os
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-import torch
+# As the CLI does, before torch loads OpenMP (which reads the variable once): idle OpenMP
+# threads that spin made one GMMN().fit 1.5x slower on a 2-core machine (28.3 s against
+# 18.2 s). It changes how idle threads wait, never a number; a value the user set wins, and
+# after `import torch` it is too late (docs/training.md, "Python API", says what to do then).
+if "torch" not in sys.modules:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402 - after the wait policy, on purpose
+import torch  # noqa: E402
 
 from gmmn.config import TrainConfig, flag
 from gmmn.data.splits import check_array, standardize
 from gmmn.errors import CheckpointError, ConfigError, DataError, FitCheckFailed
+from gmmn.memory import check_fits
 from gmmn.models import GenerativeModel
 from gmmn.training.auto import MEDIAN_RATIOS, median_sigmas  # noqa: F401 - public names
 from gmmn.training.checkpoint import (
@@ -133,6 +143,11 @@ class Run:
         A baseline runs its own chain from ``chains`` training rows picked by the seed, with
         the run's burn-in, thinning (and CAE noise) settings (:meth:`with_chain`)."""
         gen = _sample_generator(n, seed)
+        # The samples, a copy and the widest layer's activations, as `gmmn sample` checks.
+        hidden = self.config.baseline_hidden if self.baseline else self.config.hidden
+        check_fits(4.0 * n * (2 * self.dim + max((*hidden, self.dim))), device=self.device,
+                   what=f"{n} samples of {self.dim} dimensions",
+                   fix="draw fewer samples per call", error=DataError)
         if self.baseline:
             from gmmn.baselines.model import chain_starts
 
@@ -159,11 +174,24 @@ def _checked_rows(train: torch.Tensor, info: dict) -> torch.Tensor:
     return train.to(torch.float32)
 
 
+# torch.Generator.manual_seed takes the seeds 0 <= seed < 2**64 (negative ones wrap around).
+SAMPLE_SEEDS = 2**64
+
+
 def _sample_generator(n: int, seed: int | None) -> torch.Generator | None:
-    """The generator of a ``sample(n, seed=...)`` call, after checking ``n``."""
+    """The generator of a ``sample(n, seed=...)`` call, after checking ``n`` and ``seed``
+    (whole numbers; numpy integers too)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise DataError(f"the number of samples must be a whole number, got {n!r}")
     if n <= 0:
         raise DataError(f"the number of samples must be positive, got {n}")
-    return None if seed is None else torch.Generator().manual_seed(seed)
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
+            or not 0 <= seed < SAMPLE_SEEDS:
+        raise ConfigError(f"seed must be a whole number from 0 to 2**64 - 1 (or None), got "
+                          f"{seed!r}")
+    return torch.Generator().manual_seed(int(seed))
 
 
 @dataclass
@@ -214,24 +242,21 @@ def load_run(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") 
 
 
 def _run_from_state(state: dict, *, device, source: str = "checkpoint") -> Run:
-    cfg = checkpoint_config(state, source)
+    cfg = checkpoint_config(state, source)  # checks every entry read below
     info = state["data"]
-    if not isinstance(info, dict) or not {"dim", "unit_interval"} <= set(info):
-        raise CheckpointError(f"{source} lacks the description of its data (dim, "
-                              f"unit_interval); the checkpoint is damaged")
-    model = build_run_model(cfg, int(info["dim"]), unit_interval=bool(info["unit_interval"]))
+    model = build_run_model(cfg, info["dim"], unit_interval=info["unit_interval"])
     try:
         model.load_state_dict(state["model"])
-    except (RuntimeError, TypeError, AttributeError) as exc:
+    except (RuntimeError, TypeError, AttributeError, KeyError) as exc:
         raise CheckpointError(f"the weights in {source} do not fit the model its config "
                               f"describes (a wrong tensor shape or name); the checkpoint is "
                               f"damaged") from exc
-    done = bool(state.get("done", False))
+    done = state["done"]
     if not done:
         log.warning("%s is a checkpoint of an unfinished run (stage %s)", source,
                     state.get("stage"))
     return Run(cfg, info, model.to(device).eval(), done, stage=state.get("stage"),
-               iteration=int(state.get("iteration", 0)))
+               iteration=state["iteration"])
 
 
 def array_splits(x, *, name: str = "array", image_shape: tuple[int, int] | None = None):
@@ -339,6 +364,11 @@ class GMMN:
         """
         from gmmn.progress import TrainingProgress
 
+        if (torch.is_tensor(X) and X.layout != torch.strided) or (
+                hasattr(X, "toarray") and hasattr(X, "nnz")):  # torch's or scipy's sparse
+            raise DataError(f"training data is a sparse {type(X).__name__}; the kernel reads "
+                            f"every value, so pass a dense array (X.toarray() for scipy, "
+                            f"X.to_dense() for torch)")
         splits = array_splits(X, image_shape=image_shape)
         cfg = self._config(splits)
         mode = {True: "auto", False: None}.get(progress, progress)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import platform
 import types
 import typing
@@ -25,7 +24,7 @@ _WARNED: set[tuple[str | None, tuple[str, ...]]] = set()  # see TrainConfig.from
 DEVICES = ("auto", "cpu", "cuda")
 OUTPUTS = ("auto", "sigmoid", "linear")
 # Fields whose None means "chosen from the training data" (gmmn.training.auto.resolve).
-AUTO_FIELDS = ("standardize", "sigmas", "lr", "data_batch_size")
+AUTO_FIELDS = ("standardize", "sigmas", "lr", "data_batch_size", "prior_dim")
 GAN_OPTIMIZERS = ("sgd", "adam")
 BASELINES = ("dbn", "scae", "gsn")  # the paper's quoted rows, gmmn.baselines
 GSN_COSTS = ("bce", "mse")
@@ -57,7 +56,9 @@ class TrainConfig:
     sample_every: int = _f(5000,
                            "a sample grid every N iterations (image data; 0: only at the end)")
     # --- generator (data-space or code-space GMMN) ---
-    prior_dim: int = _f(10, "dimension of the uniform prior on [-1, 1]")
+    # None (auto): twice the data's dimension, 10 to 100 (gmmn.training.auto)
+    prior_dim: int | None = _f(10, "dimension of the uniform prior on [-1, 1]; 'none': twice "
+                                   "the data's dimension, from 10 to 100")
     hidden: tuple[int, ...] = _f((64, 256, 256, 1024),
                                  "generator hidden layer sizes, comma-separated")
     # auto: sigmoid for [0, 1] data and codes, linear otherwise
@@ -257,59 +258,64 @@ class TrainConfig:
 
 
 # The range of every numeric field, in one place: (low, high, low included, high included);
-# tuple fields apply it to each value, None (where allowed) skips it. An infinite bound is
-# never included, so every value must also be finite (NaN fails every comparison).
-_INF = math.inf
+# tuple fields apply it to each value, None (where allowed) skips it. NaN fails every
+# comparison. A float field becomes a float32 tensor or an optimiser's float32 step, so none
+# may exceed float32's largest number (1e39 or 1e300 overflowed at the first step); an integer
+# one is a tensor size, count or int64 index, so none may exceed int64's.
+_F32 = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max, without importing it
+_I64 = 2**63 - 1
 RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "seed": (0, 2**32 - 1, True, True),  # torch and numpy seeds are 32/64-bit unsigned
-    "checkpoint_every": (0, _INF, True, False),
-    "log_every": (1, _INF, True, False),
-    "sample_every": (0, _INF, True, False),
-    "prior_dim": (1, _INF, True, False),
-    "hidden": (1, _INF, True, False),
-    "init_std": (0, _INF, False, False),
-    "sigmas": (0, _INF, False, False),
-    "sigma_weights": (0, _INF, True, False),
-    "iterations": (1, _INF, True, False),
-    "lr": (0, _INF, False, False),
+    "checkpoint_every": (0, _I64, True, True),
+    "log_every": (1, _I64, True, True),
+    "sample_every": (0, _I64, True, True),
+    "prior_dim": (1, _I64, True, True),
+    "hidden": (1, _I64, True, True),
+    "init_std": (0, _F32, False, True),
+    "sigmas": (0, _F32, False, True),
+    "sigma_weights": (0, _F32, True, True),
+    "iterations": (1, _I64, True, True),
+    "lr": (0, _F32, False, True),
     "momentum": (0, 1, True, False),
-    "late_from": (1, _INF, True, False),
-    "late_lr_factor": (0, _INF, False, False),
+    "late_from": (1, _I64, True, True),
+    "late_lr_factor": (0, _F32, False, True),
     "late_momentum": (0, 1, True, False),
-    "sample_batch_size": (1, _INF, True, False),
-    "data_batch_size": (1, _INF, True, False),
-    "ae_hidden": (1, _INF, True, False),
+    "sample_batch_size": (1, _I64, True, True),
+    "data_batch_size": (1, _I64, True, True),
+    "ae_hidden": (1, _I64, True, True),
     "ae_dropout": (0, 1, True, False),
-    "ae_lr": (0, _INF, False, False),
-    "ae_batch_size": (1, _INF, True, False),
-    "ae_clip": (0, _INF, False, False),  # a negative clip norm reverses the gradient
-    "pretrain_iterations": (0, _INF, True, False),
+    "ae_lr": (0, _F32, False, True),
+    "ae_batch_size": (1, _I64, True, True),
+    "ae_clip": (0, _F32, False, True),  # a negative clip norm reverses the gradient
+    "pretrain_iterations": (0, _I64, True, True),
     "pretrain_momentum": (0, 1, True, False),
-    "finetune_iterations": (0, _INF, True, False),
+    "finetune_iterations": (0, _I64, True, True),
     "finetune_momentum": (0, 1, True, False),
-    "finetune_momentum_from": (1, _INF, True, False),
-    "ae_eval_every": (1, _INF, True, False),
-    "disc_hidden": (1, _INF, True, False),
-    "disc_pieces": (1, _INF, True, False),
+    "finetune_momentum_from": (1, _I64, True, True),
+    "ae_eval_every": (1, _I64, True, True),
+    "disc_hidden": (1, _I64, True, True),
+    "disc_pieces": (1, _I64, True, True),
     "disc_dropout": (0, 1, True, False),
     "gan_final_momentum": (0, 1, True, False),
-    "gan_momentum_ramp": (1, _INF, True, False),
-    "gan_lr_decay": (1, _INF, True, False),
-    "gan_min_lr": (0, _INF, True, False),
+    "gan_momentum_ramp": (1, _I64, True, True),
+    "gan_lr_decay": (1, _F32, True, True),
+    "gan_min_lr": (0, _F32, True, True),
     "gan_label_smoothing": (0, 0.5, True, False),
-    "gan_instance_noise": (0, _INF, True, False),
-    "baseline_hidden": (1, _INF, True, False),
-    "cd_k": (1, _INF, True, False),
-    "contraction": (0, _INF, True, False),
-    "walkbacks": (1, _INF, True, False),
+    # Added to data in its own units ([0, 1] pixels for the presets): a std far past that
+    # leaves the discriminator nothing but noise, and 1e300 turned every weight into NaN.
+    "gan_instance_noise": (0, 1000, True, True),
+    "baseline_hidden": (1, _I64, True, True),
+    "cd_k": (1, _I64, True, True),
+    "contraction": (0, _F32, True, True),
+    "walkbacks": (1, _I64, True, True),
     "gsn_input_noise": (0, 1, True, True),
-    "gsn_hidden_noise": (0, _INF, True, False),
-    "anneal_every": (0, _INF, True, False),
+    "gsn_hidden_noise": (0, _F32, True, True),
+    "anneal_every": (0, _I64, True, True),
     "anneal_factor": (0, 1, False, True),
-    "chains": (1, _INF, True, False),
-    "burn_in": (0, _INF, True, False),
-    "thin": (1, _INF, True, False),
-    "chain_noise": (0, _INF, True, False),
+    "chains": (1, _I64, True, True),
+    "burn_in": (0, _I64, True, True),
+    "thin": (1, _I64, True, True),
+    "chain_noise": (0, _F32, True, True),
 }
 
 
@@ -317,15 +323,14 @@ def _num(v) -> str:
     return str(v) if isinstance(v, int) else f"{v:g}"
 
 
-def _describe(lo: float, hi: float, lo_in: bool, hi_in: bool, *, whole: bool) -> str:
-    if hi == _INF and (lo, lo_in) in ((0, False), (1, True)):
-        return "positive" if whole else "positive and finite"
-    parts = [f"{'>=' if lo_in else '>'} {_num(lo)}"]
-    if hi != _INF:
-        parts.append(f"{'<=' if hi_in else '<'} {_num(hi)}")
-    elif not whole:
-        parts.append("finite")
-    return " and ".join(parts)
+def _describe(lo: float, hi: float, lo_in: bool, hi_in: bool) -> str:
+    positive = (lo, lo_in) in ((0, False), (1, True))
+    low = "positive" if positive else f"{'>=' if lo_in else '>'} {_num(lo)}"
+    if hi == _F32:
+        return f"{low} and at most {hi:.6g} (float32's largest number)"
+    if hi == _I64:
+        return f"{low} and at most 2**63 - 1" if positive else f"{low} and below 2**63"
+    return f"{low} and {'<=' if hi_in else '<'} {_num(hi)}"
 
 
 def _check_ranges(cfg: TrainConfig) -> None:
@@ -336,10 +341,15 @@ def _check_ranges(cfg: TrainConfig) -> None:
             above = v >= lo if lo_in else v > lo
             below = v <= hi if hi_in else v < hi
             if not (above and below):
-                whole = all(isinstance(x, int) for x in values)
                 shown = ",".join(_num(x) for x in values)
                 raise ConfigError(f"{flag(name)} must be "
-                                  f"{_describe(lo, hi, lo_in, hi_in, whole=whole)}, got {shown}")
+                                  f"{_describe(lo, hi, lo_in, hi_in)}, got {shown}")
+    # Learning rates the schedules compute: each must stay a float32 too.
+    if cfg.lr is not None and cfg.lr * cfg.late_lr_factor > _F32:
+        raise ConfigError(f"--lr {_num(cfg.lr)} times --late-lr-factor "
+                          f"{_num(cfg.late_lr_factor)} is the learning rate from --late-from "
+                          f"on, {cfg.lr * cfg.late_lr_factor:.3g}, beyond float32's largest "
+                          f"number {_F32:.6g}; lower one of them")
 
 
 def field_help(name: str) -> str | None:

@@ -25,6 +25,7 @@ from torch import nn
 
 from gmmn.config import TrainConfig
 from gmmn.errors import ConfigError
+from gmmn.memory import check_fits
 
 
 def init_linear(layer: nn.Linear, std: float | None, generator: torch.Generator | None
@@ -245,6 +246,7 @@ def build_model(cfg: TrainConfig, data_dim: int, *, unit_interval: bool) -> Gene
     follows the data; everything else comes from the config. Weights are drawn from a
     generator seeded with ``cfg.seed``.
     """
+    _check_weights_fit(cfg, data_dim)
     rng = torch.Generator().manual_seed(cfg.seed)
     if cfg.output == "auto":
         sigmoid = unit_interval
@@ -271,3 +273,19 @@ def build_model(cfg: TrainConfig, data_dim: int, *, unit_interval: bool) -> Gene
         disc = Discriminator(data_dim, cfg.disc_hidden, pieces=cfg.disc_pieces,
                              dropout_rates=cfg.disc_dropout, generator=rng)
     return GenerativeModel(gen, ae, disc)
+
+
+def _check_weights_fit(cfg: TrainConfig, data_dim: int) -> None:
+    """Refuse networks whose float32 weights alone exceed the free memory, before
+    allocating them (``--hidden 1000000000000`` would die in the allocator)."""
+    def weights(sizes) -> int:
+        return sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+    code = cfg.ae_hidden[-1] if cfg.autoencoder else data_dim
+    count = weights((cfg.prior_dim, *cfg.hidden, code))
+    if cfg.autoencoder:
+        count += 2 * weights((data_dim, *cfg.ae_hidden))  # encoder and mirrored decoder
+    if cfg.gan:
+        count += weights((data_dim, *(h * cfg.disc_pieces for h in cfg.disc_hidden), 1))
+    check_fits(4.0 * count, what=f"a {cfg.preset} model of {count:.3g} weights",
+               fix="use smaller --hidden, --ae-hidden or --disc-hidden sizes")

@@ -128,7 +128,8 @@ DIGITS_GMMN = replace(
 # Your own tables (and any data no preset describes): the digits sizes, with every setting that
 # depends on the data's scale or size chosen from it (gmmn.training.auto, docs/data.md):
 # standardisation when values lie outside [0, 1], kernel scales from the median distance, the
-# learning rate by the output (0.1 linear, 2 sigmoid), the data batch by the size. Tuned on
+# learning rate by the output (0.1 linear, 2 sigmoid), the data batch by the size, the prior's
+# dimension by the data's (twice it, 10 to 100). Tuned on
 # scikit-learn's wine, breast cancer and diabetes (benchmarks/tabular.py).
 TABULAR_GMMN = replace(
     DIGITS_GMMN,
@@ -137,6 +138,7 @@ TABULAR_GMMN = replace(
     sigmas=None,
     lr=None,
     data_batch_size=None,
+    prior_dim=None,
     sample_every=0,  # tables have no picture to draw
 )
 # The preset of `gmmn train --dataset FILE` without --preset, and of GMMN().fit(X).

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +32,7 @@ from pathlib import Path
 from gmmn.config import TrainConfig, package_versions
 from gmmn.config import flag as config_flag
 from gmmn.errors import ConfigError
-from gmmn.files import atomic_write
+from gmmn.files import RunLock, atomic_write, prepare_folder
 from gmmn.presets import PRESETS, get_preset
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,16 @@ def scale_iterations(cfg: TrainConfig, scale: float) -> TrainConfig:
     """``cfg`` with every iteration count it uses times ``scale`` (at least 1; 0 stays 0):
     the stages' lengths and the schedules' switch points alike, so a short run keeps the
     preset's shape. Fields the model does not use are left alone."""
-    if not scale > 0:
-        raise ConfigError(f"the iteration scale must be positive, got {scale}")
+    if not 0 < scale < math.inf:
+        raise ConfigError(f"--iterations-scale must be positive and finite, got {scale}")
     if scale == 1:
         return cfg
 
     def s(n: int) -> int:
+        if n * scale > 2**63 - 1:
+            raise ConfigError(f"--iterations-scale {scale:g} turns {n} iterations into "
+                              f"{n * scale:.3g}, more than a run can count; use a smaller "
+                              f"scale")
         return 0 if n == 0 else max(1, round(n * scale))
 
     names = ["iterations", "sample_every"]
@@ -233,6 +238,8 @@ def plan(dataset: str, *, out: str | Path, quick: bool = False,
                           + ("; TFD has no GAN preset yet" if dataset == "tfd" else ""))
     have = available_models(dataset, baselines=True)
     models = tuple(models) if models is not None else available_models(dataset)
+    if not models:
+        raise ConfigError(f"--models names no model; choose from {', '.join(have)}")
     model_seeds = dict(model_seeds or {})
     for name in [*models, *model_seeds]:
         if name not in have:
@@ -273,9 +280,20 @@ def plan(dataset: str, *, out: str | Path, quick: bool = False,
                 chain)
 
 
+# One reproduction at a time in an output folder: a second refuses in one line naming the pid
+# of the first, instead of training, evaluating and writing tables under it.
+LOCK_NAME = ".reproduce.lock"
+
+
 def reproduce(p: Plan, *, on_event: Event | None = None) -> dict:
     """Train and evaluate every run of ``p`` (skipping finished work); write the table
-    (:meth:`Plan.table_path`)."""
+    (:meth:`Plan.table_path`). Holds a lock on ``p.out`` (:data:`LOCK_NAME`) throughout."""
+    prepare_folder(p.out)
+    with RunLock(p.out, name=LOCK_NAME):
+        return _reproduce(p, on_event=on_event)
+
+
+def _reproduce(p: Plan, *, on_event: Event | None) -> dict:
     from gmmn.data import load_dataset
 
     say = on_event or (lambda msg: log.info("%s", msg))
@@ -288,6 +306,7 @@ def reproduce(p: Plan, *, on_event: Event | None = None) -> dict:
         for cfg in model.configs:
             if cfg.seed not in splits_of:
                 splits_of[cfg.seed] = load_dataset(p.dataset, data_dir=p.data_dir, seed=cfg.seed)
+                _check_samples_fit(p, splits_of[cfg.seed].dim)
             runs.append(_run(cfg, splits_of[cfg.seed], p, say))
         rows.append(_row(model, runs))
         if p.chain and model.configs[0].baseline:
@@ -308,6 +327,15 @@ def reproduce(p: Plan, *, on_event: Event | None = None) -> dict:
 def _write_text(path: Path, text: str) -> None:
     data = text.encode()
     atomic_write(path, lambda f: f.write(data))
+
+
+def _check_samples_fit(p: Plan, dim: int) -> None:
+    """Refuse --n-samples that cannot fit before training anything: the evaluation holds
+    the samples and as many data rows (float32)."""
+    from gmmn.memory import check_fits
+
+    check_fits(8.0 * p.n_samples * dim, what=f"--n-samples {p.n_samples} of {dim} dimensions",
+               fix="pass a smaller --n-samples")
 
 
 def _run(cfg: TrainConfig, splits, p: Plan, say: Event) -> dict:

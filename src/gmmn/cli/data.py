@@ -109,8 +109,13 @@ def _summary(splits) -> dict:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from gmmn.config import RANGES
     from gmmn.data import load_dataset
 
+    low, high = RANGES["seed"][:2]  # the seed picks the split, as gmmn train --seed does
+    if not low <= args.seed <= high:
+        raise ConfigError(f"--seed must be from {low} to {high}, as for gmmn train, got "
+                          f"{args.seed}")
     _check_files(args.dataset, args.data_dir)
     splits = load_dataset(args.dataset, data_dir=args.data_dir, seed=args.seed,
                           standardize=args.standardize, image_size=args.image_size,

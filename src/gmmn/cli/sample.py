@@ -72,7 +72,7 @@ def with_chain_flags(run, args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from gmmn.api import load_run
+    from gmmn.api import SAMPLE_SEEDS, load_run
     from gmmn.training.run import resolve_device
 
     out = Path(args.out)
@@ -81,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
                           f"{', '.join(FORMATS)}")
     if args.n <= 0:
         raise ConfigError(f"--n must be positive, got {args.n}")
+    if not 0 <= args.seed < SAMPLE_SEEDS:
+        raise ConfigError(f"--seed must be from 0 to 2**64 - 1, got {args.seed}")
     device = resolve_device(args.device)
     model = with_chain_flags(load_run(args.run, device=device), args)
     if args.data_dir is not None:

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,7 +41,7 @@ from ._kernels import (
     kernel_rows,
     make_spec,
 )
-from ._perm import permutation_statistics
+from ._perm import null_chunks
 
 
 class MMDError(ValueError):
@@ -55,6 +57,12 @@ TILE_MEMORY_BUDGET = 64 * 2**20
 # bytes, and its temporaries) fits up to n + m ~ 4700; larger samples recompute kernel tiles
 # for each chunk of relabellings in this much memory whatever n is (see docs/mmd.md).
 PERM_MEMORY_BUDGET = 512 * 2**20
+
+# The permutation test counts exceedances as it goes (memory does not grow with the count),
+# but time does: above this count, or when the first chunk's time extrapolates past this many
+# seconds, it refuses. A p-value resolves to 1 / (1 + permutations) anyway.
+MAX_PERMUTATIONS = 10**9
+PERM_TIME_LIMIT = 24 * 3600.0
 
 # Scales outside this range overflow or underflow 1 / (2 sigma^2) before any data is seen.
 _SIGMA_RANGE = (1e-150, 1e150)
@@ -85,6 +93,18 @@ def paper_sigmas(name: str) -> list[float]:
     return [math.sqrt(v) for v in _PAPER_VARIANCES[name]]
 
 
+def _whole(v) -> bool:
+    """A whole number: int or numpy integer, not bool (numbers.Integral)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _seed(seed) -> int:
+    """``seed`` as an int for torch.Generator.manual_seed, which takes 0 <= seed < 2**64."""
+    if not _whole(seed) or not 0 <= seed < 2**64:
+        raise MMDError(f"seed={seed!r} must be a whole number from 0 to 2**64 - 1")
+    return int(seed)
+
+
 def _check_samples(x: Tensor, y: Tensor) -> None:
     for name, t in (("x", x), ("y", y)):
         if not isinstance(t, Tensor):
@@ -96,6 +116,9 @@ def _check_samples(x: Tensor, y: Tensor) -> None:
             raise MMDError(f"{name} has dtype {t.dtype}; convert it to float32 or float64")
         if t.shape[0] == 0:
             raise MMDError(f"{name} is empty (0 samples); pass at least one sample")
+        if t.shape[1] == 0:
+            raise MMDError(f"{name} has shape {tuple(t.shape)}: 0 features; pass samples "
+                           "with at least one feature")
         if t.device.type == "meta":
             raise MMDError(f"{name} is a meta tensor (a shape without values); pass a tensor "
                            "that holds data")
@@ -240,8 +263,10 @@ def _mmd2(x: Tensor, y: Tensor, spec: KernelSpec, estimator: str, num_features: 
                            f"m={m}; use estimator='biased'")
         if block_size is None:
             block_size = choose_block(n + m, spec, x.dtype, x.device, TILE_MEMORY_BUDGET)
-        elif block_size < 1:
-            raise MMDError(f"block_size={block_size} must be >= 1 (or None for automatic)")
+        elif not _whole(block_size) or block_size < 1:
+            raise MMDError(f"block_size={block_size!r} must be a whole number >= 1 (or None "
+                           "for automatic)")
+        block_size = int(block_size)
         if estimator == "biased":
             coefs, const = (1 / n**2, 1 / m**2, -1 / (n * m)), 0.0
         else:
@@ -321,6 +346,7 @@ def median_heuristic(x: Tensor, y: Tensor, *, max_points: int = 1000, seed: int 
     O(max_points^2). Falls back to the mean distance, then 1, if the median is 0.
     """
     _check_samples(x, y)
+    seed = _seed(seed)
     x, y = x.detach(), y.detach()
     n, total = x.shape[0], x.shape[0] + y.shape[0]
     if total > max_points:
@@ -377,12 +403,21 @@ def two_sample_test(x: Tensor, y: Tensor, *, sigmas: Sequence[float] | None = No
     up to rounding, at the cost of recomputing the kernel once per chunk (docs/mmd.md). The
     default "unbiased" statistic is 0 in expectation under H0. ``sigmas`` default to the
     median heuristic.
+
+    Exceedances are counted chunk by chunk, so memory does not grow with ``permutations``;
+    counts above ``MAX_PERMUTATIONS``, or whose time extrapolated from the first chunk passes
+    ``PERM_TIME_LIMIT`` seconds, are refused with :class:`MMDError`. ``seed``: 0 to 2**64 - 1.
     """
     _check_samples(x, y)
-    if isinstance(permutations, bool) or not isinstance(permutations, numbers.Integral):
+    if not _whole(permutations):
         raise MMDError(f"permutations={permutations!r} must be a whole number (e.g. 1000)")
     if permutations < 1:
         raise MMDError(f"permutations={permutations} must be >= 1 (e.g. 1000)")
+    if permutations > MAX_PERMUTATIONS:
+        raise MMDError(f"permutations={permutations} is more than {MAX_PERMUTATIONS:.0e}: "
+                       f"a p-value resolves to 1/(1 + permutations), so 10**4 to 10**6 "
+                       f"relabellings are plenty; pass fewer")
+    permutations, seed = int(permutations), _seed(seed)
     if estimator not in ESTIMATORS:
         raise MMDError(f"unknown estimator {estimator!r}; choose one of {list(ESTIMATORS)}")
     n, m = x.shape[0], y.shape[0]
@@ -390,9 +425,8 @@ def two_sample_test(x: Tensor, y: Tensor, *, sigmas: Sequence[float] | None = No
         raise MMDError(f"estimator {estimator!r} needs >= 2 samples per set, got n={n}, m={m}")
     if estimator == "rff" and kernel != "gaussian":
         raise MMDError(f"estimator 'rff' supports only kernel='gaussian', not {kernel!r}")
-    if memory_budget is not None and memory_budget < 1:
-        raise MMDError(f"memory_budget={memory_budget} must be a positive number of bytes "
-                       "(or None for PERM_MEMORY_BUDGET)")
+    if memory_budget is not None:
+        memory_budget = _budget(memory_budget, x.device)
     if estimator == "linear":
         _warn_linear_drops(n, m, stacklevel=3)
     x, y = x.detach().to(torch.float64), y.detach().to(torch.float64)
@@ -410,12 +444,62 @@ def two_sample_test(x: Tensor, y: Tensor, *, sigmas: Sequence[float] | None = No
         freqs = fourier_frequencies(z.shape[1], spec, num_features, gen, device=z.device,
                                     dtype=z.dtype)
     budget = PERM_MEMORY_BUDGET if memory_budget is None else memory_budget
-    stat, perm = permutation_statistics(z, n, spec, estimator, permutations, seed, freqs,
-                                        budget=budget)
+    started = time.perf_counter()
+    stat, chunks = null_chunks(z, n, spec, estimator, permutations, seed, freqs,
+                               budget=budget)
     # Rounding may put a relabelling equal to the observed one a hair below it: count it.
     tol = 1e-9 * (abs(stat) + sum(spec.weights) / min(n, m))
-    p = (1 + int((perm >= stat - tol).sum())) / (1 + permutations)
+    # Exceedances are counted chunk by chunk, so memory does not grow with the count.
+    count = done = 0
+    for chunk in chunks:
+        count += int((chunk >= stat - tol).sum())
+        if done == 0 and chunk.shape[0] < permutations:
+            _check_time(time.perf_counter() - started, chunk.shape[0], permutations)
+        done += chunk.shape[0]
+    p = (1 + count) / (1 + permutations)
     return TwoSampleResult(float(stat), p, permutations, spec.sigmas, estimator, kernel, n, m)
+
+
+def _budget(memory_budget, device: torch.device) -> int:
+    """``memory_budget`` as whole bytes, at most the memory ``device`` has."""
+    if isinstance(memory_budget, bool) or not isinstance(memory_budget, numbers.Real) or \
+            not math.isfinite(memory_budget) or memory_budget != int(memory_budget) or \
+            memory_budget < 1:
+        raise MMDError(f"memory_budget={memory_budget!r} must be a positive whole number of "
+                       "bytes (or None for PERM_MEMORY_BUDGET)")
+    total = _total_memory(device)
+    if total is not None and memory_budget > total:
+        raise MMDError(f"memory_budget={memory_budget:.4g} bytes is more than the "
+                       f"{total / 2**30:.3g} GiB of memory of {device}; pass at most that "
+                       "(or None for PERM_MEMORY_BUDGET)")
+    return int(memory_budget)
+
+
+def _total_memory(device: torch.device) -> int | None:
+    """The memory of ``device`` (physical memory for the CPU), or None when unknown."""
+    try:
+        if device.type == "cuda":
+            return int(torch.cuda.get_device_properties(device).total_memory)
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError, RuntimeError, AssertionError):
+        return None
+
+
+def _check_time(seconds: float, done: int, permutations: int) -> None:
+    """Refuse a count whose time, extrapolated from the first chunk, passes PERM_TIME_LIMIT."""
+    estimate = seconds * permutations / done
+    if estimate > PERM_TIME_LIMIT:
+        raise MMDError(f"permutations={permutations} would take about {_duration(estimate)} "
+                       f"here (timed over the first {done}), more than PERM_TIME_LIMIT "
+                       f"({_duration(PERM_TIME_LIMIT)}); a p-value resolves to 1/(1 + "
+                       f"permutations), so pass fewer")
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} seconds"
 
 
 def _pooled_zscore(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

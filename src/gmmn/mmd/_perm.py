@@ -19,6 +19,7 @@ whatever the chunking), so they give the same statistics up to rounding.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -183,7 +184,18 @@ def permutation_statistics(z: Tensor, n: int, spec: KernelSpec, estimator: str,
                            permutations: int, seed: int,
                            freqs: tuple[Tensor, Tensor] | None = None, *,
                            budget: int = 2**62) -> tuple[float, Tensor]:
-    """The observed statistic and (permutations,) statistics of random relabellings.
+    """The observed statistic and (permutations,) statistics of random relabellings, whole:
+    :func:`null_chunks` gathered (the test itself counts chunk by chunk instead)."""
+    observed, chunks = null_chunks(z, n, spec, estimator, permutations, seed, freqs,
+                                   budget=budget)
+    return observed, torch.cat(list(chunks))
+
+
+def null_chunks(z: Tensor, n: int, spec: KernelSpec, estimator: str, permutations: int,
+                seed: int, freqs: tuple[Tensor, Tensor] | None = None, *,
+                budget: int = 2**62) -> tuple[float, Iterator[Tensor]]:
+    """The observed statistic and the statistics of ``permutations`` random relabellings,
+    chunk after chunk as they are consumed: memory independent of the count.
 
     ``z`` (N, d) float64 pooled sample, its first ``n`` rows x; ``freqs`` the random Fourier
     frequencies for "rff". ``budget`` bytes pick the dense or the tiled path (:func:`plan`).
@@ -200,8 +212,8 @@ def permutation_statistics(z: Tensor, n: int, spec: KernelSpec, estimator: str,
             stats = _features_tiled(z, n, freqs, chunks, how.block)
         else:
             stats = _quadratic_tiled(z, n, spec, chunks, estimator == "unbiased", how.block)
-        null = torch.cat(list(stats))
-        return float(null[0]), null[1:]
+        first = next(stats)  # the observed labelling leads the first chunk
+        return float(first[0]), itertools.chain([first[1:]], stats)
     feats = apply_fourier(z, freqs) if freqs is not None else None  # (N, 2F)
     kmat = kernel_matrix(z, z, spec) if feats is None and estimator != "linear" else None
 
@@ -214,8 +226,10 @@ def permutation_statistics(z: Tensor, n: int, spec: KernelSpec, estimator: str,
 
     identity = torch.arange(n_total, device=z.device)[None, :]
     observed = float(stats_of(identity)[0])  # same code path as the null: ties compare fairly
-    chunks = []
-    for start in range(0, permutations, how.chunk):
-        count = min(how.chunk, permutations - start)
-        chunks.append(stats_of(_relabellings(n_total, count, gen, z.device)))
-    return observed, torch.cat(chunks)
+
+    def null() -> Iterator[Tensor]:
+        for start in range(0, permutations, how.chunk):
+            count = min(how.chunk, permutations - start)
+            yield stats_of(_relabellings(n_total, count, gen, z.device))
+
+    return observed, null()

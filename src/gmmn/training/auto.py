@@ -12,6 +12,10 @@ anything is built, and the run stores the chosen values, so a resumed run, ``gmm
 * ``lr``: 2 (the paper's) for a sigmoid output; 0.1 for a linear one, where 2 overshoots far
   beyond the kernels' reach (measured on scikit-learn's wine: sample means 200 sd off).
 * ``data_batch_size``: every training row, at most 1000 (the paper's batch).
+* ``prior_dim``: twice the data's dimension D, at least 10 (the paper's) and at most 100. A
+  prior of fewer dimensions than the data puts every sample on a lower-dimensional surface,
+  which a two-sample test sees: on breast cancer (D = 30) the MMD test told samples from
+  held-out rows 8 % of the time with a 10-dimensional prior, 2 % with 60.
 
 The iteration count stays the preset's (3000 for ``tabular-gmmn``): a step's cost is bounded
 by the batches, not by the number of rows, so 3000 steps take about the same time on 100 or
@@ -42,6 +46,7 @@ MEDIAN_RATIOS = (1 / 6, 1 / 4, 1 / 3, 1 / 2, 2 / 3, 1.0)
 SIGMOID_LR = 2.0  # the paper's
 LINEAR_LR = 0.1  # converged on standardised wine, breast cancer and diabetes
 MAX_AUTO_BATCH = 1000  # the paper's data batch
+MIN_AUTO_PRIOR, MAX_AUTO_PRIOR = 10, 100  # the paper's prior; a bound on the first layer
 
 
 def median_sigmas(x: torch.Tensor, *, seed: int = 0, n: int = 1000) -> tuple[float, ...]:
@@ -75,6 +80,8 @@ def resolve(cfg: TrainConfig, splits: Splits) -> tuple[TrainConfig, Splits, dict
         chosen["data_batch_size"] = min(len(splits.train), MAX_AUTO_BATCH)
     if cfg.sigmas is None:
         chosen["sigmas"] = median_sigmas(splits.train, seed=cfg.seed)
+    if cfg.prior_dim is None:
+        chosen["prior_dim"] = min(max(MIN_AUTO_PRIOR, 2 * splits.dim), MAX_AUTO_PRIOR)
     if cfg.lr is None:
         chosen["lr"] = LINEAR_LR if linear_output(cfg, splits.unit_interval) else SIGMOID_LR
     if chosen:

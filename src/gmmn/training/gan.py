@@ -84,7 +84,9 @@ class GanStage(GeneratorSamples, Stage):
                            advice=advice),
                       Part("generator", g_opt, schedule, self.generator_loss, advice=advice))
         # A diverged GAN keeps stepping on NaN weights, so checking where the logger reads
-        # the losses anyway finds it without a device sync on the other iterations.
+        # the losses anyway finds it without a device sync on the other iterations; the loop
+        # also checks the last iteration and the weights it leaves, so a run of fewer than
+        # log_every iterations is checked too.
         self.check_every = cfg.log_every
 
     def _fake(self) -> torch.Tensor:

@@ -126,9 +126,12 @@ def train_loop(stage: Stage, *, start: int = 0, hooks: Hooks | None = None,
     A loss that is NaN or infinite raises :class:`gmmn.errors.TrainingDiverged` before its
     step, naming the stage, iteration and learning rate. The check waits for the device once
     per part every ``stage.check_every`` iterations: 1 for MMD stages, whose input checks wait
-    anyway; a GAN checks where the logger reads its losses (non-finite weights stay so).
+    anyway; a GAN checks where the logger reads its losses (non-finite weights stay so). The
+    last iteration is always checked, and so are the weights after its step: a stage that
+    diverged never ends as if it had finished.
     """
     hooks = hooks or Hooks()
+    last = stage.iterations
     for t in range(start + 1, stage.iterations + 1):
         losses: dict[str, torch.Tensor] = {}
         lr = momentum = 0.0
@@ -140,7 +143,7 @@ def train_loop(stage: Stage, *, start: int = 0, hooks: Hooks | None = None,
             opt.lr, opt.momentum = lr, momentum
             opt.zero_grad()
             loss = part.loss(t)
-            if t % stage.check_every == 0 and not bool(torch.isfinite(loss)):
+            if (t % stage.check_every == 0 or t == last) and not bool(torch.isfinite(loss)):
                 when = "at" if stage.check_every == 1 else "by"
                 raise TrainingDiverged(
                     f"training diverged in stage {stage.name}: its {part.name} loss became "
@@ -153,6 +156,19 @@ def train_loop(stage: Stage, *, start: int = 0, hooks: Hooks | None = None,
                 torch.nn.utils.clip_grad_norm_(opt.params, part.clip)
             opt.step()
             losses[part.name] = loss.detach()
+        if t == last:
+            _check_weights(stage, t, lr, momentum)
         extra = stage.after_step(t)
         if on_step is not None:
             on_step(StepInfo(stage.name, t, stage.iterations, losses, lr, momentum, extra))
+
+
+def _check_weights(stage: Stage, t: int, lr: float, momentum: float) -> None:
+    """Raise TrainingDiverged when the last step left a part's weights NaN or infinite."""
+    for part in stage.parts:
+        params = [p for p in part.optimizer.params if p.numel()]
+        if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            raise TrainingDiverged(
+                f"training diverged in stage {stage.name}: its {part.name} weights became NaN "
+                f"or infinite by iteration {t} (lr {lr:g}, momentum {momentum:g}); "
+                f"{part.advice}, and start again (the last checkpoint is kept)")

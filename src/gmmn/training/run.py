@@ -309,20 +309,31 @@ def _run_stages(cfg, out, state, model, train_x, info, logger, callback, hooks,
     """The stages from the checkpoint's (or the first) on; the last checkpoint written."""
     names = stage_names(cfg)
     first, start = 0, 0
-    if state is not None:
+    source = out / CHECKPOINT_NAME if out is not None else "the checkpoint"
+    if state is not None:  # its entries were checked when it was read (checkpoint_config)
         try:
             model.load_state_dict(state["model"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"the weights in {out} do not fit the model its config "
+        except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"the weights in {source} do not fit the model its config "
                                   f"describes; the checkpoint is damaged") from exc
-        first, start = int(state["stage_index"]), int(state["iteration"])
+        first, start = state["stage_index"], state["iteration"]
         restore_rng(state["rng"])
+        if first == len(names) and _lost(logger, "samples.png"):
+            # Killed between the final checkpoint and its grid: draw what the end would have.
+            logger.grid(build_stage(names[-1], model, train_x, cfg, hooks), "samples.png")
     ckpt = state
     for index in range(first, len(names)):
         hooks.broadcast(model)  # every worker starts each stage from worker 0's weights
         stage = build_stage(names[index], model, train_x, cfg, hooks)
         if state is not None and index == first and state["stage_state"] is not None:
-            stage.load_state_dict(state["stage_state"])
+            try:
+                stage.load_state_dict(state["stage_state"])
+            except (KeyError, TypeError, ValueError, RuntimeError, AttributeError,
+                    IndexError) as exc:
+                why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise CheckpointError(f"{source} is damaged: its entry stage_state does not "
+                                      f"fit stage {stage.name} ({why}); use another copy of "
+                                      f"the checkpoint or train the run again") from exc
         else:
             start = 0
         log.info("stage %s: iterations %d to %d", stage.name, start + 1, stage.iterations)
@@ -353,6 +364,12 @@ def _run_stages(cfg, out, state, model, train_x, info, logger, callback, hooks,
         if stop.signum is not None and index + 1 < len(names):
             raise stop.interrupted(out, f"the end of stage {stage.name}")
     return ckpt
+
+
+def _lost(logger: _RunLogger, name: str) -> bool:
+    """Whether the final sample grid ``name`` of an image run's folder is missing."""
+    return logger.out is not None and logger.image_shape is not None and \
+        not (logger.out / name).exists()
 
 
 class _StopOnSignal:
