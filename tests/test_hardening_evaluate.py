@@ -308,3 +308,18 @@ def test_a_full_disk_during_the_figures_simulated(trained, tmp_path, monkeypatch
     with pytest.raises(OutputError, match=f"no space left on {out} while writing samples.png"):
         evaluate_run(model, sp, out_dir=out, metrics_to_run=["nn"], n_samples=50, seed=4)
     assert _files(out) == before
+
+
+def test_load_run_checks_its_device_in_one_error(run):
+    # Row 11, the API's half: the same check as `gmmn train --device`.
+    import torch
+
+    from gmmn import load_run
+    from gmmn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown device 'foo'"):
+        load_run(run, device="foo")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            load_run(run, device="cuda")
+    assert load_run(run, device="auto").sample(3, seed=0).shape[0] == 3

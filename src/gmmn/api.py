@@ -35,7 +35,7 @@ from gmmn.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from gmmn.training.run import build_run_model, run_training, to_data_units
+from gmmn.training.run import build_run_model, resolve_device, run_training, to_data_units
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,12 @@ class Reconstructions:
 
 
 def load_run(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> Run:
-    """The model of a run directory (or a checkpoint file), for sampling and evaluation."""
+    """The model of a run directory (or a checkpoint file), for sampling and evaluation.
+
+    ``device``: "cpu", "cuda", "cuda:N", "auto" or a torch.device; an unknown name or a CUDA
+    device on a machine without one is a :class:`ConfigError`, as for ``gmmn train``."""
+    if not isinstance(device, torch.device):
+        device = resolve_device(str(device))
     path = Path(run_dir)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
