@@ -30,3 +30,15 @@ def cli_env() -> dict[str, str]:
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def one_line_error(capsys, *words: str) -> str:
+    """The one line of stderr besides the stages' start and end lines (gmmn.progress):
+    no traceback, every one of ``words`` in it."""
+    lines = [ln for ln in capsys.readouterr().err.strip().splitlines()
+             if not ln.startswith("gmmn: stage ")]
+    err = "\n".join(lines)
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in err, err
+    return err

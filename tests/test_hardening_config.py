@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import gmmn.mmd as mmd
+from conftest import one_line_error
 from gmmn import GMMN, load_run
 from gmmn.cli import main
 from gmmn.config import RANGES, TrainConfig, field_types
@@ -36,15 +37,7 @@ TINY = {"iterations": 4, "sample_batch_size": 16, "data_batch_size": 16, "hidden
 F32_MAX = float(np.finfo(np.float32).max)
 
 
-def _one_line_error(capsys, *words: str) -> str:
-    """The one line of stderr besides the stages' start and end lines (gmmn.progress)."""
-    lines = [ln for ln in capsys.readouterr().err.strip().splitlines()
-             if not ln.startswith("gmmn: stage ")]
-    err = "\n".join(lines)
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for w in words:
-        assert w in err, err
-    return err
+_one_line_error = one_line_error  # tests/conftest.py
 
 
 class Stop(Exception):

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 import gmmn.evaluate.report as report_mod
+from conftest import one_line_error
 from gmmn import GMMN, load_run
 from gmmn.cli import main
 from gmmn.config import RANGES, TrainConfig, field_types
@@ -70,15 +71,7 @@ def _interrupted_run(out, cfg: TrainConfig, *, at: int = 7) -> None:
         run_training(cfg, out_dir=out, callback=_stop_at(at))
 
 
-def _one_line_error(capsys, *words: str) -> str:
-    # The progress lines of a stage's start and end (gmmn.progress) are not part of an error.
-    lines = [ln for ln in capsys.readouterr().err.strip().splitlines()
-             if not ln.startswith("gmmn: stage ")]
-    err = "\n".join(lines)
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for w in words:
-        assert w in err, err
-    return err
+_one_line_error = one_line_error  # tests/conftest.py
 
 
 def _same_run(a, b) -> None:
