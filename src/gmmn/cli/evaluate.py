@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import sys
 from typing import Any
 
 from gmmn.errors import CheckpointError, ConfigError, OutputError
@@ -104,14 +105,22 @@ def _dataset_of(run: Any) -> str | None:
 
 
 class _Bars:
-    """One tqdm bar per stage of the evaluation, closed when the stage completes."""
+    """One tqdm bar per stage of the evaluation, closed when the stage completes. Off a
+    terminal (a log file, CI) one line per stage when it completes instead of tqdm's
+    carriage-return redraws, as `gmmn train` does."""
 
     def __init__(self) -> None:
         self.bars: dict[str, Any] = {}
+        self.terminal = sys.stderr.isatty()
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         from tqdm import tqdm
 
+        if not self.terminal:
+            if done >= total and stage not in self.bars:
+                self.bars[stage] = None
+                print(f"gmmn: evaluate: {stage} done", file=sys.stderr, flush=True)
+            return
         bar = self.bars.get(stage)
         if bar is None:
             bar = self.bars[stage] = tqdm(total=total, desc=stage, leave=False)
@@ -121,7 +130,8 @@ class _Bars:
 
     def close(self) -> None:
         for bar in self.bars.values():
-            bar.close()
+            if bar is not None:
+                bar.close()
 
 
 def main(args: argparse.Namespace) -> int:
