@@ -78,7 +78,8 @@ def parse_sigmas(text: str) -> tuple[float, ...]:
     try:
         return tuple(paper_sigmas(text))
     except MMDError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(f"{exc}, comma-separated standard deviations, or "
+                                         f"median (from the training data)") from None
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
