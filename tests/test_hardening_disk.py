@@ -154,3 +154,17 @@ def test_write_error_names_enospc_and_edquot_alike():
     for code in (errno.ENOSPC, errno.EDQUOT):
         msg = str(write_error(OSError(code, os.strerror(code)), Path("d/f.bin")))
         assert msg.startswith("no space left on d while writing f.bin")
+
+
+def test_an_error_with_its_own_errno_is_not_called_a_full_disk(tmp_path, monkeypatch):
+    import gmmn.files as files
+
+    monkeypatch.setattr(files, "_disk_full", lambda folder: True)
+
+    def eio(f):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    with pytest.raises(OutputError) as err:
+        atomic_write(tmp_path / "r.json", eio)
+    assert "no space" not in str(err.value) and "Input/output error" in str(err.value)
+    assert isinstance(err.value.__cause__, OSError)

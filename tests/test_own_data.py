@@ -228,3 +228,35 @@ def test_the_api_sets_the_passive_wait_policy_unless_the_user_did():
                           env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, check=True)
     assert mine.stdout.strip() == "ACTIVE"
     assert os.path.isdir(SRC)
+
+
+def test_an_explicit_preset_keeps_its_own_lr_in_the_api():
+    # A GAN preset's lr 2e-4 must not become the GMMN's 2 (a review found it collapsing).
+    from gmmn.api import array_splits
+
+    digits = np.random.default_rng(0).uniform(size=(100, 64))
+    cfg = GMMN(preset="digits-gan")._config(array_splits(digits))
+    assert cfg.lr == get_preset("digits-gan").lr
+    assert GMMN(preset="digits-gmmn")._config(array_splits(digits)).lr == 2.0
+    assert GMMN(preset="digits-gmmn")._config(array_splits(100 * digits)).lr is None  # -> 0.1
+
+
+def test_a_constant_column_is_not_far_from_itself():
+    cfg = get_preset("tabular-gmmn")
+    g = torch.Generator().manual_seed(3)
+    x = torch.cat([torch.randn(500, 4, generator=g), torch.full((500, 1), 7.0)], 1)
+    s = torch.cat([torch.randn(2000, 4, generator=g),
+                   7.0 + 0.05 * torch.randn(2000, 1, generator=g)], 1)
+    assert check_fit(s, x, [], cfg=cfg, linear=True).ok
+
+
+def test_run_training_resumes_a_tabular_run_given_the_unresolved_preset(tmp_path, wine):
+    from gmmn.training.run import run_training
+
+    np.save(tmp_path / "wine.npy", wine)
+    cfg = dataclasses.replace(get_preset("tabular-gmmn"), dataset=str(tmp_path / "wine.npy"),
+                              iterations=20, sample_batch_size=32, hidden=(8,),
+                              checkpoint_every=0, device="cpu")
+    first = run_training(cfg, out_dir=tmp_path / "r", resume=True)
+    again = run_training(cfg, out_dir=tmp_path / "r", resume=True)  # not "cannot change it"
+    assert again.config == first.config and first.config.lr == pytest.approx(0.1)

@@ -338,8 +338,11 @@ class GMMN:
                       device=self.device, dataset=splits.name, checkpoint_every=0)
         if self.iterations is not None:
             fields["iterations"] = self.iterations
-        if "lr" not in self.overrides and not self.autoencoder:
-            fields["lr"] = None  # by the generator's output (gmmn.training.auto)
+        if ("lr" not in self.overrides and not self.autoencoder and not base.gan
+                and not splits.unit_interval):
+            # A linear output: the presets' lr 2 overshoots (gmmn.training.auto picks 0.1).
+            # Other presets keep their own lr (a GAN's 2e-4; tabular-gmmn's is None already).
+            fields["lr"] = None
         n = len(splits.train)
         # A preset's batch on a smaller X: all of X, said in the config (the batch sampler
         # would cap it too, but with a warning meant for a flag the user chose).

@@ -48,7 +48,8 @@ class TrainConfig:
     # None (auto): z-score when any value lies outside [0, 1], as tables usually do
     standardize: bool | None = _f(False,
                                   "z-score each feature (the generator output becomes linear); "
-                                  "'none': only when values lie outside [0, 1]")
+                                  "tabular-gmmn leaves it unset: only when values lie outside "
+                                  "[0, 1]")
     seed: int = _f(0, "seed of weights, prior noise, dropout and data order")
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     checkpoint_every: int = _f(1000, "checkpoint every N iterations (0: only at stage ends)")

@@ -100,8 +100,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
     except (OSError, RuntimeError) as exc:
         full = _disk_full(folder)  # measured before the temporary file frees its blocks
         Path(tmp).unlink(missing_ok=True)
-        if full and getattr(exc, "errno", None) not in (errno.ENOSPC, errno.EDQUOT):
-            exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        # Only errors that carry no errno of their own (torch's RuntimeError, numpy's bare
+        # OSError) are read as the full disk; a real EIO or EACCES keeps its own sentence.
+        if full and getattr(exc, "errno", None) is None:
+            raise write_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path) from exc
         if isinstance(exc, OSError):
             raise write_error(exc, path) from exc
         raise
@@ -202,7 +204,9 @@ class RunLock:
         but not the lock: the kernel drops that with the process."""
         if self.fd is not None:
             with contextlib.suppress(OSError):
-                self.path.unlink()
+                # Only our own file: never one that another run created after ours went.
+                if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                    self.path.unlink()
             os.close(self.fd)  # closing the descriptor drops the flock
             self.fd = None
 

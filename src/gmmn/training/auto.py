@@ -158,11 +158,14 @@ def check_fit(samples: torch.Tensor, train: torch.Tensor, losses: list[float], *
     """
     s = samples.detach().double().cpu()
     x = train.detach().double().cpu()
-    lo, hi = x.min(0).values, x.max(0).values
-    span = (hi - lo).clamp_min(1e-12)
-    far = ((s < lo - FAR_RANGES * span) | (s > hi + FAR_RANGES * span)).double().mean()
-    live = x.std(0) > 0  # constant features (image borders) have no spread to compare
-    ratio = float((s[:, live].std(0) / x[:, live].std(0)).median()) if live.any() else 1.0
+    # Constant features (image borders, a column of 7s) have no range or spread to compare.
+    live = x.std(0) > 0
+    s_live, x_live = s[:, live], x[:, live]
+    lo, hi = x_live.min(0).values, x_live.max(0).values
+    span = hi - lo
+    far = (((s_live < lo - FAR_RANGES * span) | (s_live > hi + FAR_RANGES * span)).double().mean()
+           if live.any() else torch.tensor(0.0))
+    ratio = float((s_live.std(0) / x_live.std(0)).median()) if live.any() else 1.0
     problems = []
     if linear and (not math.isfinite(float(far)) or float(far) > FAR_FRACTION):
         problems.append(f"{float(far):.1%} of sample values lie more than a data range beyond "
@@ -180,7 +183,8 @@ def check_fit(samples: torch.Tensor, train: torch.Tensor, losses: list[float], *
     advice = (f"lower the learning rate (--lr {lower})"
               + ("" if not linear or cfg.standardize else " and standardise the data "
                  "(--standardize)")
-              + ", or train with no --preset to let gmmn choose settings from the data")
+              + ("" if cfg.gan or cfg.preset == "tabular-gmmn" else
+                 ", or train with no --preset to let gmmn choose settings from the data"))
     return FitCheck(float(far), ratio, rise, tuple(problems), advice,
                     binding=cfg.iterations >= MIN_CHECKED_ITERATIONS)
 

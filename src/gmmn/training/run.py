@@ -40,11 +40,10 @@ from pathlib import Path
 
 import torch
 
-from gmmn.config import TrainConfig, package_versions
+from gmmn.config import AUTO_FIELDS, TrainConfig, package_versions
 from gmmn.config import flag as config_flag
 from gmmn.errors import CheckpointError, ConfigError, TrainingInterrupted
 from gmmn.files import (
-    LOCK_NAME,
     RunLock,
     atomic_write,
     prepare_folder,
@@ -245,6 +244,9 @@ def run_training(cfg: TrainConfig, *, out_dir: str | Path | None = None,
             return _train(cfg, out, state, splits, device, callback, hooks, stop)
     except BaseException:
         if created:
+            if lock is not None:  # its file goes first, so the folder is empty if unused
+                lock.release()
+                lock = None
             _remove_if_empty(out)
         raise
     finally:
@@ -253,13 +255,11 @@ def run_training(cfg: TrainConfig, *, out_dir: str | Path | None = None,
 
 
 def _remove_if_empty(out: Path) -> None:
-    """Delete a run folder this run created when it holds no file yet but the lock: a start
-    that failed (memory check, a bad resume) leaves no folder to confuse the next one."""
+    """Delete a run folder this run created when it holds nothing (its lock already
+    released): a start that failed (memory check, a bad resume) leaves no folder to confuse
+    the next one. rmdir refuses a folder that another run has since put a file in."""
     try:
-        if all(p.name == LOCK_NAME for p in out.iterdir()):
-            for p in out.iterdir():
-                p.unlink(missing_ok=True)
-            out.rmdir()
+        out.rmdir()
     except OSError:  # someone else's file appeared, or the folder is gone: leave it
         pass
 
@@ -428,6 +428,8 @@ def _existing_state(out: Path | None, cfg: TrainConfig, resume: bool,
                               f"{cfg.preset!r}; resume it with --preset {stored.preset}")
     for f in dataclasses.fields(TrainConfig):
         a, b = getattr(stored, f.name), getattr(cfg, f.name)
+        if b is None and f.name in AUTO_FIELDS:
+            continue  # "choose from the data": the stored run holds what was chosen
         if a != b and f.name not in RESUMABLE_OVERRIDES:
             flag = config_flag(f.name)
             raise CheckpointError(f"{out} was trained with {flag} {a}, not {b}; a resumed run "
