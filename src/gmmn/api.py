@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 from gmmn.config import TrainConfig, flag
 from gmmn.data.splits import check_array, standardize
-from gmmn.errors import CheckpointError, ConfigError, DataError, FitCheckFailed
+from gmmn.errors import CheckpointError, ConfigError, DataError
 from gmmn.memory import check_fits
 from gmmn.models import GenerativeModel
 from gmmn.training.auto import MEDIAN_RATIOS, median_sigmas  # noqa: F401 - public names
@@ -396,8 +396,7 @@ class GMMN:
         self.run_ = _run_from_state(self._state, device=self.device)
         self.fit_check_ = result.fit_check
         if result.fit_check is not None and result.fit_check.failed:
-            raise FitCheckFailed(f"training finished, but {result.fit_check.message()} (the "
-                                 f"fitted model is kept: sample or save it to look)")
+            raise result.fit_check.error("the fitted model is kept: sample or save it to look")
         return self
 
     def _fitted(self) -> Run:

@@ -239,6 +239,12 @@ class GenerativeModel(nn.Module):
         return self.decode_prior(self.generator.sample_prior(n, generator))
 
 
+def sigmoid_output(cfg: TrainConfig, *, unit_interval: bool) -> bool:
+    """Whether a data-space generator of ``cfg`` ends in a sigmoid: ``--output auto`` follows
+    the data's range (a sigmoid for [0, 1]), else the flag says."""
+    return unit_interval if cfg.output == "auto" else cfg.output == "sigmoid"
+
+
 def build_model(cfg: TrainConfig, data_dim: int, *, unit_interval: bool) -> GenerativeModel:
     """The networks ``cfg`` describes for data of dimension ``data_dim``.
 
@@ -248,10 +254,7 @@ def build_model(cfg: TrainConfig, data_dim: int, *, unit_interval: bool) -> Gene
     """
     _check_weights_fit(cfg, data_dim)
     rng = torch.Generator().manual_seed(cfg.seed)
-    if cfg.output == "auto":
-        sigmoid = unit_interval
-    else:
-        sigmoid = cfg.output == "sigmoid"
+    sigmoid = sigmoid_output(cfg, unit_interval=unit_interval)
     ae = None
     out_dim = data_dim
     if cfg.autoencoder:

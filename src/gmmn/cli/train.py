@@ -14,7 +14,7 @@ import typing
 
 from gmmn.config import TrainConfig, field_help, field_types
 from gmmn.config import flag as config_flag
-from gmmn.errors import ConfigError, FitCheckFailed
+from gmmn.errors import ConfigError
 from gmmn.presets import TABULAR_PRESET
 from gmmn.progress import TrainingProgress
 
@@ -253,17 +253,13 @@ def run(args: argparse.Namespace) -> int:
     if not hooks.main:
         return 0
     if result.chosen:
-        shown = "; ".join(f"{config_flag(k)} {_shown(v)}" for k, v in result.chosen.items())
+        from gmmn.training.auto import show_value
+
+        shown = "; ".join(f"{config_flag(k)} {show_value(v)}" for k, v in result.chosen.items())
         print(f"chosen from the data: {shown} (config.json records them)")
     if result.fit_check is not None and result.fit_check.failed:
-        raise FitCheckFailed(f"training finished, but {result.fit_check.message()} (the run "
-                             f"is kept in {out}: gmmn sample and gmmn evaluate read it)")
+        raise result.fit_check.error(f"the run is kept in {out}: gmmn sample and gmmn "
+                                     f"evaluate read it")
     print(f"trained {result.config.preset} on {result.data['name']} "
           f"({result.data['dim']} dimensions): {out}/checkpoint.pt")
     return 0
-
-
-def _shown(value) -> str:
-    if isinstance(value, tuple):
-        return ",".join(f"{v:.3g}" for v in value)
-    return f"{value:g}" if isinstance(value, float) else str(value).lower()

@@ -37,6 +37,8 @@ import torch
 
 from gmmn.config import AUTO_FIELDS, TrainConfig
 from gmmn.data.splits import Splits, standardized
+from gmmn.errors import FitCheckFailed
+from gmmn.models import sigmoid_output
 from gmmn.training.stages import median_distance
 
 log = logging.getLogger(__name__)
@@ -56,11 +58,6 @@ def median_sigmas(x: torch.Tensor, *, seed: int = 0, n: int = 1000) -> tuple[flo
     distance when the median is 0, and 1 when all rows are equal.
     """
     return tuple(median_distance(x, seed=seed, n=n) * r for r in MEDIAN_RATIOS)
-
-
-def linear_output(cfg: TrainConfig, unit_interval: bool) -> bool:
-    """Whether the generator of ``cfg`` ends linearly on data of this range (models.py's rule)."""
-    return cfg.output == "linear" or (cfg.output == "auto" and not unit_interval)
 
 
 def resolve(cfg: TrainConfig, splits: Splits) -> tuple[TrainConfig, Splits, dict]:
@@ -83,9 +80,10 @@ def resolve(cfg: TrainConfig, splits: Splits) -> tuple[TrainConfig, Splits, dict
     if cfg.prior_dim is None:
         chosen["prior_dim"] = min(max(MIN_AUTO_PRIOR, 2 * splits.dim), MAX_AUTO_PRIOR)
     if cfg.lr is None:
-        chosen["lr"] = LINEAR_LR if linear_output(cfg, splits.unit_interval) else SIGMOID_LR
+        sigmoid = sigmoid_output(cfg, unit_interval=splits.unit_interval)
+        chosen["lr"] = SIGMOID_LR if sigmoid else LINEAR_LR
     if chosen:
-        shown = ", ".join(f"{k} {_show(v)}" for k, v in chosen.items())
+        shown = ", ".join(f"{k} {show_value(v)}" for k, v in chosen.items())
         log.info("chosen from the data (%d rows, %d features): %s", len(splits.train),
                  splits.dim, shown)
     out = dataclasses.replace(cfg, **chosen)
@@ -93,10 +91,11 @@ def resolve(cfg: TrainConfig, splits: Splits) -> tuple[TrainConfig, Splits, dict
     return out, splits, chosen
 
 
-def _show(v) -> str:
+def show_value(v) -> str:
+    """A chosen value as a flag takes it: ``0.836,1.25``, ``0.1``, ``true``."""
     if isinstance(v, tuple):
         return ",".join(f"{x:.3g}" for x in v)
-    return f"{v:g}" if isinstance(v, float) else str(v)
+    return f"{v:g}" if isinstance(v, float) else str(v).lower()
 
 
 # --- the check after training -------------------------------------------------------------
@@ -137,6 +136,10 @@ class FitCheck:
 
     def message(self) -> str:
         return "; ".join(self.problems) + f": {self.advice}"
+
+    def error(self, kept: str) -> FitCheckFailed:
+        """The error of a failed check; ``kept`` says where the trained model still is."""
+        return FitCheckFailed(f"training finished, but {self.message()} ({kept})")
 
     def to_dict(self) -> dict:
         return {"ok": self.ok, "far_fraction": self.far_fraction, "sd_ratio": self.sd_ratio,

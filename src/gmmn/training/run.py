@@ -52,7 +52,7 @@ from gmmn.files import (
 )
 from gmmn.memory import check_fits
 from gmmn.models import GenerativeModel, build_model
-from gmmn.training.auto import CHECK_SAMPLES, FitCheck, check_fit, linear_output, resolve
+from gmmn.training.auto import CHECK_SAMPLES, FitCheck, check_fit, resolve
 from gmmn.training.checkpoint import (
     CHECKPOINT_NAME,
     FORMAT,
@@ -295,7 +295,8 @@ def _check_finished(cfg: TrainConfig, model, train_x: torch.Tensor, losses: list
         return None  # a Markov chain's samples: gmmn evaluate judges those
     with torch.no_grad():
         samples = model.sample(CHECK_SAMPLES, generator=make_generator(cfg.seed, "fit-check"))
-    linear = linear_output(cfg, info["unit_interval"])
+    last = model.autoencoder if model.autoencoder is not None else model.generator
+    linear = not last.sigmoid_output  # the layer that writes the samples
     # A GAN's losses say nothing of its fit; only the MMD's are read for a rise.
     check = check_fit(samples, train_x, [] if cfg.gan else losses, cfg=cfg, linear=linear)
     if not check.ok and not check.binding:  # else the CLI and GMMN.fit raise on it
