@@ -12,17 +12,16 @@ load. Target: a training step costs at most 1.3x its MMD.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import time
 
 import torch
 
+from gmmn.families import build_model
+from gmmn.families.gmmn import GMMNStage
 from gmmn.mmd import mmd_loss
-from gmmn.models import build_model
 from gmmn.presets import get_preset
 from gmmn.training.loop import train_loop
-from gmmn.training.stages import GMMNStage
 
 
 def sync(device: torch.device) -> None:
@@ -37,7 +36,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
-    cfg = dataclasses.replace(get_preset("mnist-gmmn"), device=args.device,
+    cfg = get_preset("mnist-gmmn").override(device=args.device,
                               iterations=args.warmup + args.steps)
     data = torch.rand(10000, 784, device=device)
     model = build_model(cfg, 784, unit_interval=True).to(device)

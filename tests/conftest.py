@@ -42,3 +42,31 @@ def one_line_error(capsys, *words: str) -> str:
     for w in words:
         assert w in err, err
     return err
+
+
+def config_with(**flat):
+    """A config of the first model family that has every setting named in ``flat`` (flag
+    names), the others at their defaults: how a test checks one setting's validation."""
+    from gmmn.config import TrainConfig
+    from gmmn.families import FAMILIES, make_config
+    from gmmn.sampling import SamplingConfig
+
+    names = set(flat) - set(TrainConfig.run_names()) - set(SamplingConfig.names())
+    for name, family in FAMILIES.items():
+        if names <= set(family.settings.names()):
+            return make_config(name, **flat)
+    raise AssertionError(f"no family has all of {sorted(names)}")
+
+
+def all_settings() -> dict:
+    """Every setting's name -> (type hint, bounds), over the run's, the sampling's and every
+    family's dataclass."""
+    from gmmn.families import setting_classes
+
+    out = {}
+    for cls in setting_classes().values():
+        hints = cls.hints()
+        for f in __import__("dataclasses").fields(cls):
+            if f.name not in ("family", "model", "sampling"):
+                out.setdefault(f.name, (hints[f.name], f.metadata.get("bounds")))
+    return out

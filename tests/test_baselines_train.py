@@ -13,9 +13,11 @@ import pytest
 import torch
 
 from gmmn.api import load_run
-from gmmn.baselines.stages import AveragedMomentumSGD, annealed
 from gmmn.config import TrainConfig
 from gmmn.errors import ConfigError, DataError
+from gmmn.families import config_from_dict, switch_family
+from gmmn.families.chain import annealed
+from gmmn.families.gsn import AveragedMomentumSGD
 from gmmn.presets import PRESETS, get_preset
 from gmmn.reproduce import PAPER_TABLE, available_models, plan, scale_iterations, train_command
 from gmmn.training.run import load_splits, run_training
@@ -29,9 +31,9 @@ STAGES = {"digits-dbn": ["rbm-1", "rbm-2"], "digits-scae": ["cae-1", "cae-2"],
 
 
 def tiny(name: str, **extra) -> TrainConfig:
-    cfg = dataclasses.replace(get_preset(name), **{**TINY, **extra})
-    if cfg.baseline == "gsn":
-        cfg = dataclasses.replace(cfg, anneal_every=3)  # the annealed lr in a short run
+    cfg = get_preset(name).override(**{**TINY, **extra})
+    if cfg.family == "gsn":
+        cfg = cfg.override(anneal_every=3)  # the annealed lr in a short run
     return cfg
 
 
@@ -45,7 +47,7 @@ def one_thread():
 
 def test_presets_follow_the_recipes_of_docs_baselines():
     dbn, scae, gsn = (get_preset(f"mnist-{m}") for m in ("dbn", "scae", "gsn"))
-    assert (dbn.baseline, dbn.baseline_hidden, dbn.pcd, dbn.cd_k, dbn.lr, dbn.momentum,
+    assert (dbn.family, dbn.baseline_hidden, dbn.pcd, dbn.cd_k, dbn.lr, dbn.momentum,
             dbn.anneal_every, dbn.anneal_factor, dbn.init_std, dbn.data_batch_size,
             dbn.iterations) == ("dbn", (1000, 1000), True, 1, 0.05, 0.5, 550, 0.95, 0.01, 100,
                                 50 * 550)
@@ -59,27 +61,27 @@ def test_presets_follow_the_recipes_of_docs_baselines():
     for cfg in (dbn, scae, gsn):  # the GSN code's sampler: one chain, consecutive states
         assert (cfg.chains, cfg.burn_in, cfg.thin) == (1, 0, 1)
         for prefix in ("fashion-mnist", "digits"):
-            assert PRESETS[f"{prefix}-{cfg.baseline}"].baseline == cfg.baseline
+            assert PRESETS[f"{prefix}-{cfg.family}"].family == cfg.family
     assert get_preset("fashion-mnist-gsn") == dataclasses.replace(
         gsn, preset="fashion-mnist-gsn", dataset="fashion-mnist")
-    assert all(PRESETS[n].baseline is None for n in PRESETS if not n.endswith(
-        ("-dbn", "-scae", "-gsn")))
+    assert all(PRESETS[n].family in ("gmmn", "gmmn-ae", "gan") for n in PRESETS
+               if not n.endswith(("-dbn", "-scae", "-gsn")))
 
 
 def test_config_refuses_bad_baseline_settings():
     base = get_preset("digits-dbn")
-    with pytest.raises(ConfigError, match="--baseline"):
-        dataclasses.replace(base, baseline="vae")
-    with pytest.raises(ConfigError, match="--gan"):
-        dataclasses.replace(base, gan=True)
+    with pytest.raises(ConfigError, match="unknown model family 'vae'"):
+        switch_family(base, "vae")
+    with pytest.raises(ConfigError, match="--sigmas is not a setting of the dbn family"):
+        base.override(sigmas=(1.0,))
     with pytest.raises(ConfigError, match="--thin must be positive"):
-        dataclasses.replace(base, thin=0)
+        base.override(thin=0)
     with pytest.raises(ConfigError, match="--gsn-cost"):
-        dataclasses.replace(base, gsn_cost="l1")
+        base.override(gsn_cost="l1")
     # A config written before these fields existed loads with today's defaults.
-    old = {k: v for k, v in get_preset("digits-gmmn").to_dict().items()
-           if k not in ("baseline", "chains", "walkbacks")}
-    assert TrainConfig.from_dict(old) == get_preset("digits-gmmn")
+    old = get_preset("digits-gmmn").to_dict()
+    del old["sampling"]["chains"], old["model"]["late_momentum"]
+    assert config_from_dict(old) == get_preset("digits-gmmn")
 
 
 @pytest.mark.parametrize("name", BASELINE_PRESETS)
@@ -91,19 +93,20 @@ def test_preset_trains_and_samples_by_its_chain(name, tmp_path):
     assert list(dict.fromkeys(r["stage"] for r in rows)) == STAGES[name]
     assert all(np.isfinite([v for k, v in r.items() if k.startswith("loss")]).all()
                for r in rows)
-    if cfg.baseline == "gsn":  # lr * 0.995 every 3 iterations
+    if cfg.family == "gsn":  # lr * 0.995 every 3 iterations
         assert rows[-1]["lr"] == pytest.approx(0.25 * 0.995 ** 3)
     assert (tmp_path / "samples.png").exists()
     run = load_run(tmp_path)
-    assert run.prior_dim is None and run.baseline
+    assert run.prior_dim is None and run.sampler().settings is not None
     x = run.sample(25, seed=3)
     assert x.shape == (25, 64) and 0 <= float(x.min()) and float(x.max()) <= 1
     assert torch.equal(x, run.sample(25, seed=3))  # the seed fixes starts and chain
     assert not torch.equal(x, run.sample(25, seed=4))
     # The chain starts from the run's training split, loaded from its config.
-    assert torch.equal(run.chain_rows, load_splits(cfg).train)
-    other = run.with_chain(chains=5, burn_in=2, thin=3)
-    assert other.config.chains == 5 and run.config.chains == 1
+    assert torch.equal(run.sampler().rows(), load_splits(cfg).train)
+    other = run.sampler(chains=5, burn_in=2, thin=3)
+    assert other.settings.chains == 5 and run.sampler().settings.chains == 1
+    assert run.config.chains == 1  # the run's stored settings are untouched
     assert other.sample(12, seed=0).shape == (12, 64)
     with pytest.raises(DataError, match="no prior"):
         run.decode_prior(torch.zeros(2, 10))
@@ -115,26 +118,26 @@ def test_chains_start_only_from_the_training_rows(tmp_path):
     splits = load_splits(cfg)
     run = load_run(tmp_path)
     with pytest.raises(DataError, match="training split"):
-        run.use_training_rows(splits.test)  # never start a chain at a test image
-    run.use_training_rows(splits.train)
-    assert torch.equal(run.chain_rows, splits.train)
+        run.sampler(rows=splits.test).sample(1, seed=0)  # never start at a test image
+    sampler = run.sampler(rows=splits.train)
+    assert torch.equal(sampler.rows(), splits.train)
     # One chain, no burn-in, p of every step: with the noise off, the first sample is the
     # one-step reconstruction of the training row that the seed picks.
     run.model.net.input_noise, run.model.net.hidden_noise_std = 0.0, 0.0
     start = splits.train[torch.randperm(len(splits.train),
                                         generator=torch.Generator().manual_seed(0))[:1]]
     expected = run.model.net.sample(1, init=start, generator=torch.Generator())
-    assert torch.allclose(run.sample(1, seed=0), expected)
+    assert torch.allclose(sampler.sample(1, seed=0), expected)
 
 
 def test_gmmn_runs_refuse_chain_settings(tmp_path):
-    cfg = dataclasses.replace(get_preset("digits-gmmn"), iterations=2, hidden=(8,),
+    cfg = get_preset("digits-gmmn").override(iterations=2, hidden=(8,),
                               sample_batch_size=16, data_batch_size=16, sample_every=0)
     run_training(cfg, out_dir=tmp_path)
     run = load_run(tmp_path)
-    assert run.with_chain(chains=None) is run
+    assert run.sampler(chains=None) is run.sampler()
     with pytest.raises(ConfigError, match="--chains"):
-        run.with_chain(chains=3)
+        run.sampler(chains=3)
 
 
 def test_averaged_momentum_and_annealing_by_hand():
@@ -166,10 +169,10 @@ def test_sample_and_evaluate_cli_on_a_baseline_run(tmp_path, monkeypatch, capsys
                  "4", "--thin", "2", "--chain-noise", "0.5", "--out",
                  str(tmp_path / "s.npy")]) == 0
     assert np.load(tmp_path / "s.npy").shape == (30, 64)
-    import gmmn.training.run as run
+    import gmmn.api as api
 
-    seen, real = [], run.load_splits
-    monkeypatch.setattr(run, "load_splits", lambda cfg: seen.append(cfg.data_dir) or real(cfg))
+    seen, real = [], api.load_splits
+    monkeypatch.setattr(api, "load_splits", lambda cfg: seen.append(cfg.data_dir) or real(cfg))
     assert main(["sample", "--run", str(run_dir), "--n", "5", "--data-dir", str(tmp_path / "d"),
                  "--out", str(tmp_path / "d.npy")]) == 0
     assert seen == [str(tmp_path / "d")]  # the chains' starting rows came from --data-dir
@@ -225,7 +228,7 @@ def test_reproduce_plans_baseline_rows_only_when_asked():
             "DBN": (138, 2), "Stacked CAE": (121, 1.6), "Deep GSN": (214, 1.1)}[label]
     gsn = rows["Deep GSN"].configs[0]
     assert gsn.iterations == round(550000 * 0.025) and gsn.anneal_every == round(550 * 0.025)
-    assert gsn.late_from == get_preset("mnist-gsn").late_from  # unused, left alone
+    assert "late_from" not in gsn.flat()  # not a setting of the GSN's family
     cmd = train_command(gsn, p.out)
     assert "--iterations 13750" in cmd and "--anneal-every 14" in cmd
     assert scale_iterations(get_preset("digits-dbn"), 0.5).iterations == 1000

@@ -13,7 +13,6 @@ import torch
 
 from conftest import cli_env
 from gmmn.cli import build_parser, main, plain, show_default
-from gmmn.config import field_types
 from gmmn.config import flag as config_flag
 from gmmn.errors import ConfigError
 from gmmn.progress import TrainingProgress
@@ -102,22 +101,23 @@ def test_train_help_shows_the_values_of_the_preset_on_the_command_line(capsys, m
     lines = _help_lines(capsys, monkeypatch, "train", "--preset", "digits-gmmn")
     assert _option_line(lines, "--iterations ITERATIONS").endswith("(default: 3000)")
     assert _option_line(lines, "--hidden HIDDEN").endswith("(default: 64,256,256)")
-    for name in field_types():
-        if name == "preset":
+    for name in cfg.flat():  # every setting of the preset's family
+        if name in ("preset", "family"):
             continue
         flag = config_flag(name)
         line = _option_line(lines, flag + (", " if isinstance(getattr(cfg, name), bool)
                                            else " "))
         assert line.endswith(f"(default: {_expected(cfg, name)})"), line
+    # a setting of another family says so instead of showing a default
+    assert _option_line(lines, "--cd-k CD_K").endswith("(not a setting of family gmmn)")
     assert "config fields (default: preset digits-gmmn's value):" in lines
 
 
 def test_train_help_without_a_preset_shows_the_default_preset(capsys, monkeypatch):
     from gmmn.cli.train import DEFAULT_PRESET
-    from gmmn.config import TrainConfig
     from gmmn.presets import PRESETS
 
-    cfg = PRESETS.get(DEFAULT_PRESET, TrainConfig())
+    cfg = PRESETS[DEFAULT_PRESET]
     lines = _help_lines(capsys, monkeypatch, "train")
     assert _option_line(lines, "--iterations ITERATIONS").endswith(
         f"(default: {cfg.iterations})")

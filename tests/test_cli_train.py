@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -36,7 +35,7 @@ def test_train_writes_the_run_files(ae_run):
     assert {"config.json", "metrics.jsonl", "checkpoint.pt", "samples.png",
             "samples-gmmn.png", "samples-finetune.png"} <= names
     cfg = json.loads((ae_run / "config.json").read_text())["config"]
-    assert cfg["preset"] == "digits-gmmn-ae" and cfg["ae_hidden"] == [16, 4]
+    assert cfg["preset"] == "digits-gmmn-ae" and cfg["model"]["ae_hidden"] == [16, 4]
     rows = [json.loads(line) for line in (ae_run / "metrics.jsonl").read_text().splitlines()]
     stages = [r["stage"] for r in rows]
     assert stages[0] == "pretrain-1" and stages[-1] == "gmmn" and "finetune" in stages
@@ -111,7 +110,7 @@ def test_sigmas_flag_takes_a_paper_set_or_numbers():
 
 
 def test_autoencoder_preset_refuses_data_smaller_than_its_code():
-    cfg = dataclasses.replace(get_preset("digits-gmmn-ae"), iterations=2)
+    cfg = get_preset("digits-gmmn-ae").override(iterations=2)
     splits = array_splits(np.random.default_rng(0).random((50, 6), dtype=np.float32))
     with pytest.raises(ConfigError, match="encodes into 12"):
         run_training(cfg, splits=splits)
@@ -120,8 +119,8 @@ def test_autoencoder_preset_refuses_data_smaller_than_its_code():
 def test_api_fit_sample_save_load(tmp_path):
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(300, 3)) * 0.5 + 2).astype(np.float32)  # not in [0, 1]: linear
-    model = GMMN(iterations=300, hidden=(16,), sample_batch_size=64, data_batch_size=64,
-                 sample_every=0).fit(x)
+    model = GMMN(iterations=300, hidden=(16,), sample_batch_size=64,
+                 data_batch_size=64).fit(x)
     s = model.sample(50, seed=1)
     assert s.shape == (50, 3) and s.dtype == np.float32
     assert np.array_equal(s, model.sample(50, seed=1))
@@ -146,7 +145,7 @@ def test_samples_of_standardised_data_come_back_in_data_units(tmp_path):
     mean, std = torch.tensor([100.0, -5.0]), torch.tensor([10.0, 0.1])
     splits = SimpleNamespace(name="standardised", train=z, image_shape=None,
                              unit_interval=False, source="test", mean=mean, std=std)
-    cfg = dataclasses.replace(get_preset("digits-gmmn"), iterations=200, hidden=(16,),
+    cfg = get_preset("digits-gmmn").override(iterations=200, hidden=(16,),
                               lr=0.1, sample_batch_size=64, data_batch_size=64,
                               sigmas=(0.5, 1.0, 2.0), sample_every=0)
     run_training(cfg, splits=splits, out_dir=tmp_path)
@@ -199,7 +198,7 @@ def test_reconstructions_need_an_autoencoder(tmp_path):
     from gmmn.api import Reconstructions
     from gmmn.errors import DataError
 
-    cfg = dataclasses.replace(get_preset("digits-gmmn"), iterations=2, hidden=(8,),
+    cfg = get_preset("digits-gmmn").override(iterations=2, hidden=(8,),
                               sample_batch_size=16, data_batch_size=16, sample_every=0)
     run_training(cfg, out_dir=tmp_path)
     with pytest.raises(DataError, match="no autoencoder"):
@@ -224,15 +223,16 @@ def test_code_space_match_script_compares_generated_and_real_codes(ae_run):
 
 def test_cli_resume_reads_the_checkpoint_once_and_refuses_another_preset(tmp_path, monkeypatch,
                                                                          capsys):
-    import gmmn.training.run as run
+    import gmmn.training.rundir as rundir
 
     out = str(tmp_path / "run")
     flags = ["--out", out, "--no-progress", "--iterations", "4", "--hidden", "8",
              "--sample-batch-size", "32", "--data-batch-size", "32", "--checkpoint-every", "2"]
     assert main(["train", "--preset", "digits-gmmn", *flags]) == 0
     reads = []
-    real = run.load_checkpoint
-    monkeypatch.setattr(run, "load_checkpoint", lambda *a, **kw: reads.append(a) or real(*a, **kw))
+    real = rundir.load_checkpoint
+    monkeypatch.setattr(rundir, "load_checkpoint",
+                        lambda *a, **kw: reads.append(a) or real(*a, **kw))
     # no --preset and no flags: the stored config, from the one read of the checkpoint
     assert main(["train", "--resume", *flags[:3]]) == 0
     assert len(reads) == 1

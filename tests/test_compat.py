@@ -130,3 +130,26 @@ def test_digits_presets_log_the_pinned_numbers(preset, tmp_path):
         _assert_same(torch.tensor([a[k] for k in keys], dtype=torch.float64),
                      torch.tensor([b[k] for k in keys], dtype=torch.float64),
                      f"{preset} row {b}")
+
+
+def test_an_old_layout_is_upgraded_on_load_with_one_warning(tmp_path, caplog):
+    run = tmp_path / "old"
+    shutil.copytree(CHECKPOINTS / "gan" / "full", run)
+    stored = json.loads((run / "config.json").read_text())["config"]
+    assert "family" not in stored and stored["gan"] is True  # the flat layout of then
+    with caplog.at_level("WARNING", logger="gmmn.families"):
+        first, second = load_run(run), load_run(run)
+    upgrades = [r for r in caplog.records if "layout before model families" in r.getMessage()]
+    assert len(upgrades) == 1 and "family gan" in upgrades[0].getMessage()
+    assert first.config == second.config and first.config.family == "gan"
+    assert first.config.model.disc_hidden == (16,)  # the family's own section
+
+
+def test_every_old_flat_preset_upgrades_to_todays_preset():
+    from gmmn.families import config_from_dict
+    from gmmn.presets import PRESETS
+
+    old = json.loads((FIXTURES / "presets_flat.json").read_text())
+    assert sorted(old) == sorted(PRESETS)
+    for name, flat in old.items():
+        assert config_from_dict(flat, source=f"preset {name}") == PRESETS[name], name

@@ -16,7 +16,8 @@ import torch.multiprocessing as mp
 
 from conftest import SRC
 from gmmn.errors import ConfigError
-from gmmn.models import build_model
+from gmmn.families import build_model, switch_family
+from gmmn.families.gmmn import GMMNStage
 from gmmn.presets import get_preset
 from gmmn.training.distributed import (
     all_gather,
@@ -28,10 +29,9 @@ from gmmn.training.distributed import (
 )
 from gmmn.training.loop import Hooks, train_loop
 from gmmn.training.run import run_training
-from gmmn.training.stages import GMMNStage
 
 WORLD = 2
-CFG = dataclasses.replace(get_preset("digits-gmmn"), iterations=6, hidden=(16, 32),
+CFG = get_preset("digits-gmmn").override(iterations=6, hidden=(16, 32),
                           sample_batch_size=24, data_batch_size=20, device="cpu")
 DIM = 5
 
@@ -121,19 +121,19 @@ def test_distributed_step_equals_one_process_and_workers_stay_identical(tmp_path
 def test_distributed_config_checks_name_the_flag():
     with pytest.raises(ConfigError, match=r"--sample-batch-size 24 .* multiple of 5 \(e.g. 20 "
                                           r"or 25\)"):
-        check_config(dataclasses.replace(CFG, data_batch_size=25), 5)
+        check_config(CFG.override(data_batch_size=25), 5)
     with pytest.raises(ConfigError, match="--data-batch-size 20 .* multiple of 3"):
-        check_config(dataclasses.replace(CFG, sample_batch_size=24), 3)
+        check_config(CFG.override(sample_batch_size=24), 3)
     with pytest.raises(ConfigError, match="use --device cuda"):
-        check_config(dataclasses.replace(CFG, device="cuda:1"), 2)
+        check_config(CFG.override(device="cuda:1"), 2)
     with pytest.raises(ConfigError, match="baseline trains in one process"):
-        check_config(dataclasses.replace(CFG, baseline="dbn", baseline_hidden=(8,)), 2)
-    check_config(dataclasses.replace(CFG, baseline="dbn", baseline_hidden=(8,)), 1)
+        check_config(switch_family(CFG, "dbn").override(baseline_hidden=(8,)), 2)
+    check_config(switch_family(CFG, "dbn").override(baseline_hidden=(8,)), 1)
     with pytest.raises(ConfigError, match="GAN baseline trains in one process"):
-        check_config(dataclasses.replace(CFG, gan=True), 2)
-    check_config(dataclasses.replace(CFG, gan=True), 1)
+        check_config(switch_family(CFG, "gan"), 2)
+    check_config(switch_family(CFG, "gan"), 1)
     check_config(CFG, 2)
-    check_config(dataclasses.replace(CFG, sample_batch_size=7), 1)
+    check_config(CFG.override(sample_batch_size=7), 1)
 
 
 def test_distributed_env_outside_torchrun_is_one_process():
@@ -179,7 +179,7 @@ def test_distributed_cli_under_torchrun_writes_once_and_resumes(tmp_path):
     assert [r["iteration"] for r in _rows(fresh)] == [5, 10, 15, 20]  # one writer
 
     # A single process stops after the checkpoint at 10; two workers finish it.
-    cfg = dataclasses.replace(get_preset("digits-gmmn"), iterations=20, sample_batch_size=32,
+    cfg = get_preset("digits-gmmn").override(iterations=20, sample_batch_size=32,
                               data_batch_size=32, hidden=(16,), checkpoint_every=10,
                               log_every=5, sample_every=0, device="cpu")
 

@@ -8,31 +8,28 @@ import pytest
 import torch
 
 import gmmn.cli.evaluate as cli_eval
+from gmmn.api import Run
 from gmmn.cli import main
 from gmmn.data import load_dataset
 from gmmn.evaluate.report import evaluate_run
+from gmmn.presets import get_preset
+from gmmn.sampling import FunctionSampler
 
 
-class FakeRun:
-    """The interface of gmmn.load_run's result: samples are noisy training rows."""
-
-    prior_dim = 4
-    image_shape = (8, 8)
-    config = {"dataset": "digits"}
+class FakeRun(FunctionSampler):
+    """A sampler whose samples are noisy training rows (a real Sampler type)."""
 
     def __init__(self, collapsed: bool = False) -> None:
         self.train = load_dataset("digits").train
         self.collapsed = collapsed
         self.w = torch.randn(4, 64, generator=torch.Generator().manual_seed(0))
+        super().__init__(self.draw, prior_dim=4, decode=lambda z: torch.sigmoid(z @ self.w))
 
-    def sample(self, n, *, seed=None):
+    def draw(self, n, *, seed=None):
         g = torch.Generator().manual_seed(seed or 0)
         idx = torch.zeros(n, dtype=torch.long) if self.collapsed else \
             torch.randint(len(self.train), (n,), generator=g)
         return (self.train[idx] + 0.02 * torch.randn(n, 64, generator=g)).clamp(0, 1)
-
-    def decode_prior(self, z):
-        return torch.sigmoid(z @ self.w)
 
 
 @pytest.fixture
@@ -69,7 +66,8 @@ def test_report_has_every_metric_beside_its_reference(cache):
 def test_cli_writes_the_report_and_reports_user_errors(cache, monkeypatch, capsys):
     run_dir = cache / "run"
     run_dir.mkdir()
-    monkeypatch.setattr(cli_eval, "_load_run", lambda path, *, device: FakeRun())
+    run = Run.of_sampler(FakeRun(), get_preset("digits-gmmn"), {})
+    monkeypatch.setattr(cli_eval, "_load_run", lambda path, *, device: run)
     out = cache / "res" / "digits.json"
     rc = main(["evaluate", "--run", str(run_dir), "--metrics", "parzen,nn",
                "--n-samples", "200", "--out", str(out)])

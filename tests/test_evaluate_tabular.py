@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 import gmmn.cli.evaluate as cli_eval
+from gmmn.api import Run
 from gmmn.cli import main
 from gmmn.data import load_dataset
 from gmmn.data.splits import make_splits
@@ -19,6 +20,8 @@ from gmmn.errors import ConfigError, DataError
 from gmmn.evaluate import figures
 from gmmn.evaluate import tabular as T
 from gmmn.evaluate.report import METRICS, TABULAR_METRICS, evaluate_run, parse_metrics
+from gmmn.presets import get_preset
+from gmmn.sampling import FunctionSampler
 
 D = 5
 SCALES = np.array([1.0, 10.0, 100.0, 0.1, 1000.0])  # units that differ by 10^4
@@ -39,17 +42,15 @@ def _splits(n_test: int = 120, *, scale: float = 1.0):
     return make_splits("table", parts, source="test")
 
 
-class TableRun:
-    """A fake run drawing from the data's own distribution, shifted by ``shift`` sds of
+class TableRun(FunctionSampler):
+    """A sampler drawing from the data's own distribution, shifted by ``shift`` sds of
     feature 0 or collapsed onto one row."""
-
-    prior_dim = 3
-    config = {"dataset": "table"}
 
     def __init__(self, shift: float = 0.0, collapsed: bool = False, scale: float = 1.0):
         self.shift, self.collapsed, self.scale = shift, collapsed, scale
+        super().__init__(self.draw, prior_dim=3)
 
-    def sample(self, n, *, seed=None):
+    def draw(self, n, *, seed=None):
         x = _table(n, np.random.default_rng(1000 + (seed or 0))) * self.scale
         x[:, 0] += self.shift * SCALES[0] * self.scale
         if self.collapsed:
@@ -257,8 +258,7 @@ def test_cli_evaluates_a_table_file_with_the_tabular_set(tmp_path, monkeypatch, 
     np.savez(data, train=_table(200, rng), validation=_table(60, rng), test=_table(60, rng))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    run = TableRun()
-    run.config = {"dataset": str(data)}
+    run = Run.of_sampler(TableRun(), get_preset("tabular-gmmn").override(dataset=str(data)), {})
     monkeypatch.setattr(cli_eval, "_load_run", lambda path, *, device: run)
     assert main(["evaluate", "--run", str(run_dir), "--n-samples", "200"]) == 0
     report = json.loads((run_dir / "eval" / "report.json").read_text())
@@ -272,15 +272,12 @@ def test_the_image_report_gains_sample_sizes_and_a_small_sample_note(tmp_path, m
     monkeypatch.setenv("GMMN_DATA", str(tmp_path / "cache"))
     sp = load_dataset("digits")
 
-    class Noisy:
-        prior_dim = 2
+    def noisy(n, *, seed=None):
+        g = torch.Generator().manual_seed(seed or 0)
+        idx = torch.randint(len(sp.train), (n,), generator=g)
+        return (sp.train[idx] + 0.02 * torch.randn(n, 64, generator=g)).clamp(0, 1)
 
-        def sample(self, n, *, seed=None):
-            g = torch.Generator().manual_seed(seed or 0)
-            idx = torch.randint(len(sp.train), (n,), generator=g)
-            return (sp.train[idx] + 0.02 * torch.randn(n, 64, generator=g)).clamp(0, 1)
-
-    report = evaluate_run(Noisy(), sp, out_dir=tmp_path / "e",
+    report = evaluate_run(FunctionSampler(noisy, prior_dim=2), sp, out_dir=tmp_path / "e",
                           metrics_to_run=["parzen", "nn", "fd"], n_samples=200)
     n_test, n_train = sp.test.shape[0], sp.train.shape[0]
     assert report["data_kind"] == "image"

@@ -3,7 +3,6 @@ bit-identical, and sampling a GAN run like any other (fast, in-process)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
@@ -14,10 +13,11 @@ import torch
 from gmmn import load_run
 from gmmn.cli import main
 from gmmn.errors import ConfigError
-from gmmn.models import Discriminator, build_model
+from gmmn.families import build_model
+from gmmn.families.gan import GanStage, discriminator_loss, generator_loss
+from gmmn.models import Discriminator
 from gmmn.presets import GAN_PAPER_SGD, get_preset
 from gmmn.training.checkpoint import load_checkpoint
-from gmmn.training.gan import GanStage, discriminator_loss, generator_loss
 from gmmn.training.loop import train_loop
 from gmmn.training.optim import gan_schedule
 from gmmn.training.run import run_training
@@ -83,22 +83,22 @@ def test_config_refuses_bad_gan_settings():
     for bad in ({"autoencoder": True}, {"disc_dropout": (0.2,)}, {"disc_pieces": 0},
                 {"gan_optimizer": "rmsprop"}, {"gan_lr_decay": 0.5}):
         with pytest.raises(ConfigError):
-            dataclasses.replace(cfg, **bad)
+            cfg.override(**bad)
 
 
 def test_gan_presets_share_the_gmmn_generator():
     for data in ("mnist", "fashion-mnist", "digits"):
         gan, gmmn = get_preset(f"{data}-gan"), get_preset(f"{data}-gmmn")
-        assert gan.gan and gan.hidden == gmmn.hidden and gan.prior_dim == gmmn.prior_dim
+        assert gan.family == "gan" and gan.hidden == gmmn.hidden and gan.prior_dim == gmmn.prior_dim
     assert get_preset("mnist-gan").gan_optimizer == "adam"
     assert get_preset("mnist-gan").disc_hidden == (240, 240)
-    sgd = dataclasses.replace(get_preset("mnist-gan"), **GAN_PAPER_SGD)  # the documented option
+    sgd = get_preset("mnist-gan").override(**GAN_PAPER_SGD)  # the documented option
     assert (sgd.gan_optimizer, sgd.lr, sgd.gan_final_momentum) == ("sgd", 0.1, 0.7)
 
 
 @pytest.mark.parametrize("optimizer,lr", [("sgd", 0.1), ("adam", 1e-3)])
 def test_one_gan_iteration_changes_both_networks(optimizer, lr):
-    cfg = dataclasses.replace(get_preset("digits-gan"), gan_optimizer=optimizer, lr=lr,
+    cfg = get_preset("digits-gan").override(gan_optimizer=optimizer, lr=lr,
                               **{**TINY, "iterations": 1})
     model = build_model(cfg, 64, unit_interval=True)
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -113,13 +113,13 @@ def test_one_gan_iteration_changes_both_networks(optimizer, lr):
 
 
 def test_instance_noise_falls_linearly_to_zero_and_is_off_by_default():
-    cfg = dataclasses.replace(get_preset("digits-gan"), gan_instance_noise=0.5,
+    cfg = get_preset("digits-gan").override(gan_instance_noise=0.5,
                               **{**TINY, "iterations": 100})
     stage = GanStage(build_model(cfg, 64, unit_interval=True), torch.rand(100, 64), cfg)
     x = torch.zeros(20000, 4)
     for t, want in ((1, 0.5), (51, 0.25), (91, 0.05)):
         assert float(stage._noisy(x, t).std()) == pytest.approx(want, rel=0.03)
-    quiet = dataclasses.replace(cfg, gan_instance_noise=0.0)
+    quiet = cfg.override(gan_instance_noise=0.0)
     stage = GanStage(build_model(quiet, 64, unit_interval=True), torch.rand(100, 64), quiet)
     before = stage.dropout_rng.get_state()
     assert stage._noisy(x, 1) is x and torch.equal(stage.dropout_rng.get_state(), before)
@@ -127,9 +127,9 @@ def test_instance_noise_falls_linearly_to_zero_and_is_off_by_default():
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_resume_is_bit_identical(tmp_path, optimizer):
-    cfg = dataclasses.replace(get_preset("digits-gan"), gan_optimizer=optimizer, **TINY)
+    cfg = get_preset("digits-gan").override(gan_optimizer=optimizer, **TINY)
     if optimizer == "sgd":
-        cfg = dataclasses.replace(cfg, lr=0.05, momentum=0.5, gan_momentum_ramp=6,
+        cfg = cfg.override(lr=0.05, momentum=0.5, gan_momentum_ramp=6,
                                   gan_lr_decay=1.05, gan_instance_noise=0.2)  # noise resumes too
     run_training(cfg, out_dir=tmp_path / "whole")
 
@@ -167,7 +167,7 @@ def test_sample_and_load_run_work_on_a_gan_run(tmp_path):
     assert rows[-1]["stage"] == "gan" and {"loss_discriminator", "loss_generator"} <= set(
         rows[-1])
     run = load_run(out)
-    assert run.done and run.config.gan and run.model.discriminator is not None
+    assert run.done and run.config.family == "gan" and run.model.discriminator is not None
     x = run.sample(9, seed=3)
     assert x.shape == (9, 64) and 0 <= float(x.min()) and float(x.max()) <= 1
     assert main(["sample", "--run", str(out), "--n", "9", "--seed", "3",
@@ -176,7 +176,7 @@ def test_sample_and_load_run_work_on_a_gan_run(tmp_path):
 
 
 def test_a_diverged_gan_stops_with_one_clear_error():
-    cfg = dataclasses.replace(get_preset("digits-gan"), **{**TINY, "log_every": 3})
+    cfg = get_preset("digits-gan").override(**{**TINY, "log_every": 3})
     model = build_model(cfg, 64, unit_interval=True)
     stage = GanStage(model, torch.full((50, 64), float("nan")), cfg)
     with pytest.raises(ConfigError, match="diverged .* iteration 3"):

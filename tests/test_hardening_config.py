@@ -7,7 +7,6 @@ The CLI fuzz runs a few hundred bad values through every numeric flag (slow tier
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import re
@@ -18,10 +17,9 @@ import pytest
 import torch
 
 import gmmn.mmd as mmd
-from conftest import one_line_error
+from conftest import all_settings, config_with, one_line_error
 from gmmn import GMMN, load_run
 from gmmn.cli import main
-from gmmn.config import RANGES, TrainConfig, field_types
 from gmmn.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 from gmmn.mmd import MMDError, mmd2, mmd_loss, two_sample_test
 from gmmn.presets import get_preset
@@ -40,6 +38,11 @@ F32_MAX = float(np.finfo(np.float32).max)
 _one_line_error = one_line_error  # tests/conftest.py
 
 
+def _ranges() -> dict:
+    """Every bounded setting's (low, high, low included, high included)."""
+    return {n: b for n, (_, b) in all_settings().items() if b is not None}
+
+
 class Stop(Exception):
     """Raised from a callback: the process 'dies' after the last checkpoint."""
 
@@ -56,7 +59,7 @@ def tiny_run(tmp_path_factory):
 def half_run(tmp_path_factory):
     """An unfinished run whose checkpoint stands at iteration 2 of 4 (a stage state)."""
     out = tmp_path_factory.mktemp("half") / "run"
-    cfg = dataclasses.replace(get_preset("digits-gmmn"), **{**TINY, "checkpoint_every": 2})
+    cfg = get_preset("digits-gmmn").override(**{**TINY, "checkpoint_every": 2})
 
     def stop(step):
         if step.iteration == 3:
@@ -78,21 +81,21 @@ def test_float_fields_beyond_float32_are_refused_before_training(field, value):
     # the first step.
     with pytest.raises(ConfigError, match=re.escape(f"--{field.replace('_', '-')} must be") +
                        ".*float32"):
-        TrainConfig(**{field: value})
-    TrainConfig(**{field: 1e38 if field != "gan_min_lr" else 1e-3})  # within float32: fine
+        config_with(**{field: value})
+    config_with(**{field: 1e38 if field != "gan_min_lr" else 1e-3})  # within float32: fine
 
 
 def test_every_range_is_bounded_by_float32_or_int64():
-    hints = field_types()
-    for name, (_, high, _, _) in RANGES.items():
+    hints = {n: h for n, (h, _) in all_settings().items()}
+    for name, (_, high, _, _) in _ranges().items():
         whole = "int" in str(hints[name]) and "float" not in str(hints[name])
         assert high <= (2**63 - 1 if whole else F32_MAX), name
 
 
 def test_a_learning_rate_product_beyond_float32_is_refused():
     with pytest.raises(ConfigError, match="--lr 1e\\+30 times --late-lr-factor"):
-        TrainConfig(lr=1e30, late_lr_factor=1e10)
-    TrainConfig(lr=None, late_lr_factor=1e10)  # chosen from the data: checked once chosen
+        config_with(lr=1e30, late_lr_factor=1e10)
+    config_with(lr=None, late_lr_factor=1e10)  # chosen from the data: checked once chosen
 
 
 def test_a_huge_lr_is_one_line_on_the_command_line_and_in_the_api(tmp_path, capsys):
@@ -505,7 +508,7 @@ def test_counting_as_it_goes_gives_the_p_value_of_the_whole_null(estimator, budg
 # --- row 21a: a finished run that lost its final sample grid ----------------------------------
 
 def test_resuming_a_finished_run_rewrites_a_lost_sample_grid(tmp_path):
-    cfg = dataclasses.replace(get_preset("digits-gmmn"), **TINY)
+    cfg = get_preset("digits-gmmn").override(**TINY)
     out = tmp_path / "run"
     run_training(cfg, out_dir=out)
     grid = (out / "samples.png").read_bytes()
@@ -534,9 +537,9 @@ def _bad_values(low, high, low_in, high_in, *, whole: bool, tuple_field: bool) -
 
 
 def _train_cases() -> list[list[str]]:
-    hints = field_types()
+    hints = {n: h for n, (h, _) in all_settings().items()}
     cases = []
-    for name, (low, high, low_in, high_in) in RANGES.items():
+    for name, (low, high, low_in, high_in) in _ranges().items():
         hint = str(hints[name])
         whole = "int" in hint and "float" not in hint
         flag = "--" + name.replace("_", "-")

@@ -78,13 +78,14 @@ def test_a_full_disk_while_logging_metrics_leaves_whole_lines(tmp_path):
 
     from gmmn.presets import get_preset
     from gmmn.training.loop import StepInfo
-    from gmmn.training.run import _RunLogger
+    from gmmn.training.rundir import RunFolder
 
     cfg = get_preset("digits-gmmn")
     with small_disk(tmp_path / "disk", "1m") as disk:
         out = disk / "run"
         out.mkdir()
-        logger = _RunLogger(out, cfg, None, None, {})
+        logger = RunFolder(out)
+        logger.start_logs(cfg, None, {"image_shape": None})
         loss = {"mmd": torch.tensor(0.5)}
         logger.step(StepInfo("gmmn", cfg.log_every, cfg.iterations, loss, 2.0, 0.9, {}))
         fill(disk, leave=0)
@@ -92,7 +93,7 @@ def test_a_full_disk_while_logging_metrics_leaves_whole_lines(tmp_path):
             for k in range(2, 5000):  # fills the last partial page, then fails
                 logger.step(StepInfo("gmmn", k * cfg.log_every, 10**9, loss, 2.0, 0.9,
                                      {"pad": 1.0} if k % 2 else {}))
-        logger.close()  # nothing buffered is left to fail a second time
+        logger.close_logs()  # nothing buffered is left to fail a second time
         text = (out / "metrics.jsonl").read_bytes()
         assert text.endswith(b"\n") and all(line.startswith(b"{") for line in text.splitlines())
 

@@ -300,7 +300,7 @@ def test_a_full_disk_during_the_figures_simulated(trained, tmp_path, monkeypatch
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     sp = load_dataset("digits")
-    model = load_run(trained)
+    model = load_run(trained).sampler()
     out = tmp_path / "eval"
     evaluate_run(model, sp, out_dir=out, metrics_to_run=["nn"], n_samples=50)
     before = _files(out)

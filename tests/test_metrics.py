@@ -135,13 +135,13 @@ def test_collapsed_generator_scores_worse_than_real_data_everywhere():
     assert rec_good > 0.5 > 0.05 > rec_bad and cov_good == 1.0 > cov_bad
 
 
-# The kernel-width heuristics: gmmn.api.median_sigmas and gmmn.training.stages.median_distance
+# The kernel-width heuristics: gmmn.api.median_sigmas and gmmn.training.blocks.median_distance
 # build on gmmn.mmd.median_heuristic, so all three agree, on degenerate data too.
 
 def test_median_widths_are_median_heuristics_with_its_fallbacks():
     from gmmn.api import MEDIAN_RATIOS, median_sigmas
     from gmmn.mmd import median_heuristic
-    from gmmn.training.stages import median_distance
+    from gmmn.training.blocks import median_distance
 
     same = torch.ones(6, 3)  # every point equal: median and mean 0, so 1 (as gmmn.mmd says)
     assert median_distance(same) == median_heuristic(same[:2], same[2:]) == 1.0
@@ -155,7 +155,7 @@ def test_median_widths_are_median_heuristics_with_its_fallbacks():
 
 def test_median_heuristic_subsets_the_pooled_rows_by_its_seed():
     from gmmn.mmd import median_heuristic
-    from gmmn.training.stages import median_distance
+    from gmmn.training.blocks import median_distance
 
     x = torch.rand(1500, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     pick = torch.randperm(1500, generator=torch.Generator().manual_seed(3))[:1000]

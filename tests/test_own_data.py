@@ -3,7 +3,6 @@ check after training, and the start and end of a run folder (issue: own data fir
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -25,7 +24,7 @@ from gmmn.training.auto import (
     check_fit,
     median_sigmas,
 )
-from gmmn.training.stages import median_distance
+from gmmn.training.blocks import median_distance
 
 # Small and fast: what each test checks does not need the preset's network.
 TINY = ("--iterations", "30", "--sample-batch-size", "64", "--hidden", "16",
@@ -36,6 +35,12 @@ TINY_API = {"iterations": 30, "sample_batch_size": 64, "hidden": (16,)}
 @pytest.fixture(scope="module")
 def wine() -> np.ndarray:
     return load_wine().data  # (178, 13) float64, columns from 0.1 to 1680
+
+
+def _fit_args(cfg) -> dict:
+    """What check_fit takes of a run's config."""
+    return {"lr": cfg.lr, "standardize": cfg.standardize, "iterations": cfg.iterations,
+            "suggest_no_preset": cfg.preset != "tabular-gmmn"}
 
 
 def _zscore(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +106,8 @@ def test_cli_trains_a_file_with_no_preset_and_records_the_choices(tmp_path, wine
     assert "chosen from the data: --standardize true" in done.stdout
     cfg = json.loads((out / "config.json").read_text())["config"]
     assert cfg["preset"] == "tabular-gmmn" and cfg["standardize"] is True
-    assert cfg["lr"] == 0.1 and cfg["data_batch_size"] == 160 and len(cfg["sigmas"]) == 6
+    assert cfg["model"]["lr"] == 0.1 and cfg["model"]["data_batch_size"] == 160
+    assert len(cfg["model"]["sigmas"]) == 6
     assert not (out / ".lock").exists()  # a clean end leaves no lock file
     # the stored, chosen values make a resume of the finished run a no-op, not a refusal
     again = run_cli("train", "--out", str(out), "--resume", "--no-progress")
@@ -143,15 +149,16 @@ def test_check_fit_passes_data_like_samples_and_flags_far_and_collapsed_ones():
     cfg = get_preset("tabular-gmmn")
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1000, 4, generator=g)
-    good = check_fit(torch.randn(2000, 4, generator=g), x, [1.0] * 30, cfg=cfg, linear=True)
+    good = check_fit(torch.randn(2000, 4, generator=g), x, [1.0] * 30, **_fit_args(cfg),
+                     linear=True)
     assert good.ok and good.binding and 0.9 < good.sd_ratio < 1.1
-    far = check_fit(100 + torch.randn(2000, 4, generator=g), x, [], cfg=cfg, linear=True)
+    far = check_fit(100 + torch.randn(2000, 4, generator=g), x, [], **_fit_args(cfg), linear=True)
     assert far.far_fraction == 1.0 and any("beyond" in p for p in far.problems)
     # a sigmoid output cannot leave [0, 1]: only the spread is judged there
-    assert not check_fit(100 + torch.randn(2000, 4, generator=g), x, [], cfg=cfg,
+    assert not check_fit(100 + torch.randn(2000, 4, generator=g), x, [], **_fit_args(cfg),
                          linear=False).problems
     flat = check_fit(torch.zeros(2000, 4) + 0.01 * torch.randn(2000, 4, generator=g), x, [],
-                     cfg=cfg, linear=True)
+                     **_fit_args(cfg), linear=True)
     assert flat.sd_ratio < 0.2 and "collapsed" in flat.message()
 
 
@@ -160,15 +167,15 @@ def test_check_fit_sees_a_loss_that_rose_at_the_end():
     x = torch.randn(500, 3, generator=torch.Generator().manual_seed(1))
     falling = [1.0 / (1 + t) for t in range(40)]
     rising = falling[:30] + [1.0] * 10
-    assert check_fit(x, x, falling, cfg=cfg, linear=True).ok
-    rose = check_fit(x, x, rising, cfg=cfg, linear=True)
+    assert check_fit(x, x, falling, **_fit_args(cfg), linear=True).ok
+    rose = check_fit(x, x, rising, **_fit_args(cfg), linear=True)
     assert rose.loss_rise > 0.5 and "rose at the end" in rose.message()
 
 
 def test_a_short_run_warns_instead_of_failing():
-    cfg = dataclasses.replace(get_preset("tabular-gmmn"), iterations=50)
+    cfg = get_preset("tabular-gmmn").override(iterations=50)
     x = torch.randn(500, 3, generator=torch.Generator().manual_seed(2))
-    check = check_fit(1e3 * x, x, [], cfg=cfg, linear=True)
+    check = check_fit(1e3 * x, x, [], **_fit_args(cfg), linear=True)
     assert not check.ok and not check.binding and not check.failed
 
 
@@ -247,14 +254,14 @@ def test_a_constant_column_is_not_far_from_itself():
     x = torch.cat([torch.randn(500, 4, generator=g), torch.full((500, 1), 7.0)], 1)
     s = torch.cat([torch.randn(2000, 4, generator=g),
                    7.0 + 0.05 * torch.randn(2000, 1, generator=g)], 1)
-    assert check_fit(s, x, [], cfg=cfg, linear=True).ok
+    assert check_fit(s, x, [], **_fit_args(cfg), linear=True).ok
 
 
 def test_run_training_resumes_a_tabular_run_given_the_unresolved_preset(tmp_path, wine):
     from gmmn.training.run import run_training
 
     np.save(tmp_path / "wine.npy", wine)
-    cfg = dataclasses.replace(get_preset("tabular-gmmn"), dataset=str(tmp_path / "wine.npy"),
+    cfg = get_preset("tabular-gmmn").override(dataset=str(tmp_path / "wine.npy"),
                               iterations=20, sample_batch_size=32, hidden=(8,),
                               checkpoint_every=0, device="cpu")
     first = run_training(cfg, out_dir=tmp_path / "r", resume=True)

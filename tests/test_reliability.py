@@ -4,7 +4,6 @@ them with their outcomes. Long kill and signal loops are marked slow (pytest -m 
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import logging
@@ -22,10 +21,10 @@ import pytest
 import torch
 
 import gmmn.evaluate.report as report_mod
-from conftest import one_line_error
+from conftest import all_settings, config_with, one_line_error
 from gmmn import GMMN, load_run
 from gmmn.cli import main
-from gmmn.config import RANGES, TrainConfig, field_types
+from gmmn.config import TrainConfig
 from gmmn.data import load_dataset
 from gmmn.errors import (
     CheckpointError,
@@ -36,6 +35,7 @@ from gmmn.errors import (
     TrainingInterrupted,
 )
 from gmmn.evaluate.report import evaluate_run
+from gmmn.families import config_from_dict
 from gmmn.files import RunLock
 from gmmn.presets import get_preset
 from gmmn.training.checkpoint import load_checkpoint, save_checkpoint
@@ -54,7 +54,7 @@ class Stop(Exception):
 
 
 def _cfg(**kw) -> TrainConfig:
-    return dataclasses.replace(get_preset("digits-gmmn"), **{**TINY, **kw})
+    return get_preset("digits-gmmn").override(**{**TINY, **kw})
 
 
 def _stop_at(iteration: int):
@@ -72,6 +72,11 @@ def _interrupted_run(out, cfg: TrainConfig, *, at: int = 7) -> None:
 
 
 _one_line_error = one_line_error  # tests/conftest.py
+
+
+def _ranges() -> dict:
+    """Every bounded setting's (low, high, low included, high included)."""
+    return {n: b for n, (_, b) in all_settings().items() if b is not None}
 
 
 def _same_run(a, b) -> None:
@@ -157,8 +162,8 @@ def _numeric(hint) -> bool:
 
 
 def test_every_numeric_config_field_has_a_range():
-    numeric = {n for n, h in field_types().items() if _numeric(h)}
-    assert numeric == set(RANGES)
+    numeric = {n for n, (h, _) in all_settings().items() if _numeric(h)}
+    assert numeric == set(_ranges())
 
 
 @pytest.mark.parametrize(("field", "value"), [
@@ -170,7 +175,7 @@ def test_every_numeric_config_field_has_a_range():
 ])
 def test_out_of_range_fields_are_refused(field, value):
     with pytest.raises(ConfigError, match="--" + field.replace("_", "-")):
-        TrainConfig(**{field: value})
+        config_with(**{field: value})
 
 
 def test_a_negative_clip_is_one_line_on_the_command_line(tmp_path, capsys):
@@ -267,7 +272,7 @@ def test_a_full_disk_during_sampling_leaves_no_file(tiny_run, tmp_path, monkeypa
 
 
 def test_a_full_disk_while_logging_metrics_is_one_error(tmp_path, monkeypatch):
-    import gmmn.training.run as runner
+    import gmmn.training.rundir as runner
 
     class Full:  # metrics.jsonl on a disk that fills up after the first line
         def __init__(self, f):
@@ -312,7 +317,7 @@ def test_a_data_batch_larger_than_the_training_split_is_capped_with_a_warning(ca
 
 
 def test_the_batch_sampler_never_draws_more_rows_than_the_data_holds():
-    from gmmn.training.stages import BatchSampler
+    from gmmn.training.blocks import BatchSampler
 
     data = torch.arange(7.0)[:, None]
     sampler = BatchSampler(data, 100000, torch.Generator().manual_seed(0))
@@ -455,13 +460,13 @@ def test_a_sigmoid_output_on_data_outside_the_unit_interval_is_refused(tmp_path)
 
 @pytest.mark.parametrize("sigma", [1e30, 1e-4])
 def test_scales_far_from_every_distance_are_warned_about(caplog, sigma):
-    with caplog.at_level(logging.WARNING, logger="gmmn.training.stages"):
+    with caplog.at_level(logging.WARNING, logger="gmmn.training.blocks"):
         run_training(_cfg(iterations=1, sigmas=(sigma,)))
     assert any("every kernel scale" in r.getMessage() for r in caplog.records)
 
 
 def test_scales_near_the_data_are_not_warned_about(caplog):
-    with caplog.at_level(logging.WARNING, logger="gmmn.training.stages"):
+    with caplog.at_level(logging.WARNING, logger="gmmn.training.blocks"):
         run_training(_cfg(iterations=1))
     assert not any("every kernel scale" in r.getMessage() for r in caplog.records)
 
@@ -471,12 +476,14 @@ def test_scales_near_the_data_are_not_warned_about(caplog):
 def test_a_report_of_a_half_trained_run_says_so(tiny_run, tmp_path):
     _interrupted_run(tmp_path / "half", _cfg(checkpoint_every=3))
     sp = load_dataset("digits")
-    report = evaluate_run(load_run(tmp_path / "half"), sp, out_dir=tmp_path / "eval",
+    half = load_run(tmp_path / "half")
+    report = evaluate_run(half.sampler(), sp, out_dir=tmp_path / "eval", status=half.status,
                           metrics_to_run=["nn"], n_samples=50)
     assert report["run"] == {"done": False, "stage": "gmmn", "iteration": 6}
     assert "**Unfinished run**" in (tmp_path / "eval" / "report.md").read_text()
-    done = evaluate_run(load_run(tiny_run), sp, out_dir=tmp_path / "eval2",
-                        metrics_to_run=["nn"], n_samples=50)
+    finished = load_run(tiny_run)
+    done = evaluate_run(finished.sampler(), sp, out_dir=tmp_path / "eval2",
+                        status=finished.status, metrics_to_run=["nn"], n_samples=50)
     assert done["run"]["done"] and "Unfinished" not in (tmp_path / "eval2" / "report.md"
                                                          ).read_text()
 
@@ -484,7 +491,7 @@ def test_a_report_of_a_half_trained_run_says_so(tiny_run, tmp_path):
 def test_an_evaluation_killed_midway_leaves_the_old_report_whole(tiny_run, tmp_path,
                                                                    monkeypatch):
     sp = load_dataset("digits")
-    run = load_run(tiny_run)
+    run = load_run(tiny_run).sampler()
     out = tmp_path / "eval"
     evaluate_run(run, sp, out_dir=out, metrics_to_run=["nn"], n_samples=50, seed=0)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
@@ -504,8 +511,8 @@ def test_api_arguments_raise_the_package_errors_naming_them(tmp_path):
     x = np.random.default_rng(0).random((40, 3), dtype=np.float32)
     with pytest.raises(ConfigError, match="sigmas must be 'median'"):
         GMMN(iterations=2, sigmas="abc").fit(x)
-    with pytest.raises(ConfigError, match="unknown keyword.*'bogus'"):
-        GMMN(iterations=2, bogus=1).fit(x)
+    with pytest.raises(ConfigError, match="unknown config field.*'bogus'"):
+        GMMN(iterations=2, config_overrides={"bogus": 1}).fit(x)
     with pytest.raises(DataError, match="non-numeric"):
         GMMN(iterations=2).fit([["a", "b"], ["c", "d"]])
     with pytest.raises(DataError, match="meta tensor"):
@@ -519,14 +526,14 @@ def test_api_arguments_raise_the_package_errors_naming_them(tmp_path):
 # --- a checkpoint from an older version --------------------------------------------------------
 
 def test_config_fields_missing_from_an_old_checkpoint_get_one_warning(caplog):
-    data = TrainConfig().to_dict()
-    del data["gan_min_lr"], data["ae_clip"]
+    data = get_preset("digits-gmmn-ae").to_dict()
+    del data["model"]["late_momentum"], data["model"]["ae_clip"]
     with caplog.at_level(logging.WARNING, logger="gmmn.config"):
-        cfg = TrainConfig.from_dict(data, source="old.pt")
-        TrainConfig.from_dict(data, source="old.pt")  # read again: no second line
-    assert cfg.ae_clip == TrainConfig().ae_clip
+        cfg = config_from_dict(data, source="old.pt")
+        config_from_dict(data, source="old.pt")  # read again: no second line
+    assert cfg.ae_clip == get_preset("digits-gmmn-ae").ae_clip
     [record] = caplog.records
-    assert "old.pt has no ae_clip, gan_min_lr" in record.getMessage()
+    assert "old.pt has no late_momentum, ae_clip" in record.getMessage()
 
 
 def test_resuming_an_old_checkpoint_warns_once(tmp_path, cli):
@@ -534,12 +541,12 @@ def test_resuming_an_old_checkpoint_warns_once(tmp_path, cli):
     _interrupted_run(out, _cfg(checkpoint_every=3))
     state = load_checkpoint(out / "checkpoint.pt")
     config = json.loads(state["config"])
-    del config["gan_min_lr"]
+    del config["model"]["late_momentum"]
     state["config"] = json.dumps(config)
     save_checkpoint(state, out / "checkpoint.pt")
     done = cli("train", "--out", str(out), "--resume", "--no-progress")
     assert done.returncode == 0, done.stderr
-    assert done.stderr.count("has no gan_min_lr") == 1, done.stderr
+    assert done.stderr.count("has no late_momentum") == 1, done.stderr
 
 
 # --- slow: real processes, real signals (pytest -m slow; CI runs them, see .ci/run) -----------

@@ -124,16 +124,16 @@ def test_train_command_rebuilds_the_config():
     from gmmn.cli.train import build_config
 
     for name in ("digits-gmmn-ae", "mnist-gan"):
-        cfg = scale_iterations(dataclasses.replace(get_preset(name), seed=3), 0.01)
+        cfg = scale_iterations(get_preset(name).override(seed=3), 0.01)
         args = build_parser().parse_args(train_command(cfg, Path("x")).split()[1:])
         assert build_config(args, "x") == (cfg, None)
 
 
 def test_scaling_touches_only_what_a_model_uses():
     gmmn = scale_iterations(get_preset("mnist-gmmn"), 0.1)
-    gan = scale_iterations(dataclasses.replace(get_preset("mnist-gan"), **GAN_PAPER_SGD), 0.1)
+    gan = scale_iterations(get_preset("mnist-gan").override(**GAN_PAPER_SGD), 0.1)
     assert (gmmn.iterations, gmmn.late_from) == (4000, 1000)
-    assert gmmn.pretrain_iterations == get_preset("mnist-gmmn").pretrain_iterations
+    assert "pretrain_iterations" not in gmmn.flat()  # not a setting of the GMMN family
     assert (gan.iterations, gan.gan_momentum_ramp) == (13750, 13750)
     ae = scale_iterations(get_preset("mnist-gmmn-ae"), 0.025)
     assert (ae.pretrain_iterations, ae.finetune_momentum_from) == (75, (1, 1, 5))
@@ -187,5 +187,5 @@ def test_mnist_path_on_a_small_idx_set(quiet_env, monkeypatch, capsys):
         assert f"--data-dir {data}" in run["commands"][0]
     gan = json.loads((out / "mnist-gan" / "seed-0" / "config.json").read_text())["config"]
     expected = round(get_preset("mnist-gan").iterations * 0.00025)  # the preset, scaled
-    assert gan["iterations"] == expected and gan["data_dir"] == str(data)
+    assert gan["model"]["iterations"] == expected and gan["data_dir"] == str(data)
     assert capsys.readouterr().out == md

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -53,7 +52,7 @@ def _assert_same_run(a, b) -> None:
 
 
 def test_resume_in_a_second_process_is_bit_identical(tmp_path):
-    cfg = dataclasses.replace(get_preset("digits-gmmn-ae"), **TINY_AE)
+    cfg = get_preset("digits-gmmn-ae").override(**TINY_AE)
     run_training(cfg, out_dir=tmp_path / "whole")
 
     def stop(info):  # stop in fine-tuning, after the checkpoint of iteration 15
@@ -96,22 +95,21 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     out = run_cli("train", "--out", str(run), "--resume", "--no-progress", *flags)
     assert out.returncode == 0, out.stderr
 
-    cfg = dataclasses.replace(
-        get_preset("digits-gmmn"), iterations=1500, hidden=(16,), sample_batch_size=32,
+    cfg = get_preset("digits-gmmn").override(iterations=1500, hidden=(16,), sample_batch_size=32,
         data_batch_size=32, checkpoint_every=100, log_every=50, sample_every=0, late_from=200)
     run_training(cfg, out_dir=tmp_path / "whole")
     _assert_same_run(tmp_path / "whole", run)
 
 
 def test_resume_refuses_another_preset_and_changed_settings(tmp_path, cli):
-    cfg = dataclasses.replace(get_preset("digits-gmmn"), iterations=4, hidden=(8,),
+    cfg = get_preset("digits-gmmn").override(iterations=4, hidden=(8,),
                               sample_batch_size=16, data_batch_size=16, sample_every=0)
     run_training(cfg, out_dir=tmp_path)
     out = cli("train", "--preset", "digits-gmmn-ae", "--out", str(tmp_path), "--resume")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "preset 'digits-gmmn'" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     with pytest.raises(CheckpointError, match="--lr"):
-        run_training(dataclasses.replace(cfg, lr=0.5), out_dir=tmp_path, resume=True)
+        run_training(cfg.override(lr=0.5), out_dir=tmp_path, resume=True)
     with pytest.raises(CheckpointError, match="--resume"):
         run_training(cfg, out_dir=tmp_path)  # never overwrite a run silently
     # A finished run resumes to itself.
@@ -119,7 +117,7 @@ def test_resume_refuses_another_preset_and_changed_settings(tmp_path, cli):
 
 
 def test_resume_without_checkpoint_starts_from_the_beginning(tmp_path):
-    cfg = dataclasses.replace(get_preset("digits-gmmn"), iterations=4, hidden=(8,),
+    cfg = get_preset("digits-gmmn").override(iterations=4, hidden=(8,),
                               sample_batch_size=16, data_batch_size=16, log_every=1,
                               sample_every=0)
     (tmp_path / "metrics.jsonl").write_text('{"stale": true}\n')
@@ -167,7 +165,7 @@ TINY_BASELINE = {"iterations": 10, "baseline_hidden": (12, 6), "data_batch_size"
 @pytest.mark.parametrize("name,stop_stage", [("digits-dbn", "rbm-1"), ("digits-scae", "cae-2"),
                                              ("digits-gsn", "gsn")])
 def test_baseline_resume_is_bit_identical(tmp_path, name, stop_stage):
-    cfg = dataclasses.replace(get_preset(name), **TINY_BASELINE)
+    cfg = get_preset(name).override(**TINY_BASELINE)
     run_training(cfg, out_dir=tmp_path / "whole")
 
     def stop(info):  # after the checkpoint of iteration 6, before that of 9

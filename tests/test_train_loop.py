@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
 
-from gmmn.config import TrainConfig
 from gmmn.errors import ConfigError
-from gmmn.models import Autoencoder, Generator, build_model, dropout
+from gmmn.families import build_model, config_from_dict
+from gmmn.families.gmmn import GMMNStage
+from gmmn.models import Autoencoder, Generator, dropout
 from gmmn.presets import PRESETS, get_preset
+from gmmn.training.blocks import BatchSampler
 from gmmn.training.loop import train_loop
 from gmmn.training.optim import ReleasedSGD, gmmn_schedule, stepwise_momentum
-from gmmn.training.stages import BatchSampler, GMMNStage
 
 
 def test_released_sgd_matches_the_formula_by_hand():
@@ -134,13 +136,14 @@ def test_build_model_follows_data_dimension_and_refuses_too_small_data():
 
 def test_config_validation_and_round_trip():
     cfg = get_preset("digits-gmmn-ae")
-    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert config_from_dict(cfg.to_dict()) == cfg
+    assert config_from_dict(json.loads(cfg.to_json())) == cfg
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.iterations = 3
     for bad in ({"iterations": 0}, {"iterations": -5}, {"device": "tpu"},
                 {"ae_dropout": (0.1,)}, {"sigmas": (0.0,)}, {"momentum": 1.0}):
         with pytest.raises(ConfigError):
-            dataclasses.replace(cfg, **bad)
+            cfg.override(**bad)
     with pytest.raises(ConfigError, match="unknown preset"):
         get_preset("nope")
 
@@ -154,7 +157,7 @@ def test_batch_sampler_covers_each_epoch_and_wraps():
 
 def test_gmmn_steps_decrease_the_mmd():
     torch.manual_seed(0)
-    cfg = dataclasses.replace(get_preset("digits-gmmn"), iterations=60, hidden=(32,),
+    cfg = get_preset("digits-gmmn").override(iterations=60, hidden=(32,),
                               sample_batch_size=128, data_batch_size=128, lr=1.0,
                               sigmas=(0.5, 1.0, 2.0))
     target = torch.rand(500, 2) * 0.2 + 0.7  # a blob in one corner; the sigmoid starts at 0.5
@@ -167,12 +170,16 @@ def test_gmmn_steps_decrease_the_mmd():
 
 
 def test_every_config_field_has_help():
-    from gmmn.config import field_help
+    from gmmn.cli.train import field_help
+    from gmmn.families import setting_classes
 
-    missing = [f.name for f in dataclasses.fields(TrainConfig)
-               if f.name != "preset" and not field_help(f.name)]
+    missing = [(owner, f.name) for owner, cls in setting_classes().items()
+               for f in dataclasses.fields(cls)
+               if f.name not in ("preset", "family", "model", "sampling")
+               and not cls.help_of(f.name)]
     assert not missing
-    assert field_help("data_batch_size").startswith("data (or code) points per GMMN step")
+    assert field_help("data_batch_size").startswith("data (or code) points per step")
+    assert field_help("data_batch_size", "dbn") == "minibatch size"
 
 
 def test_training_uses_the_split_of_the_run_seed():
@@ -180,7 +187,7 @@ def test_training_uses_the_split_of_the_run_seed():
     from gmmn.data import load_dataset
     from gmmn.training.run import load_splits
 
-    cfg = dataclasses.replace(get_preset("digits-gmmn"), seed=3)
+    cfg = get_preset("digits-gmmn").override(seed=3)
     got = load_splits(cfg)
     want = load_dataset("digits", seed=3)
     assert torch.equal(got.train, want.train) and torch.equal(got.test, want.test)

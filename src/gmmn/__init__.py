@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
-
 _EXPORTS = {
     "MMDError": "gmmn.mmd",
     "TwoSampleResult": "gmmn.mmd",
@@ -25,6 +23,8 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
+    if name == "__version__":  # its own module, so any module can read it without this one
+        return importlib.import_module("gmmn._version").__version__
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'gmmn' has no attribute {name!r}")

@@ -7,10 +7,9 @@ run checkpoint, so ``load_run`` and ``gmmn sample`` read it too.
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 # As the CLI does, before torch loads OpenMP (which reads the variable once): idle OpenMP
@@ -23,11 +22,12 @@ if "torch" not in sys.modules:
 import numpy as np  # noqa: E402 - after the wait policy, on purpose
 import torch  # noqa: E402
 
-from gmmn.config import TrainConfig, flag
-from gmmn.data.splits import check_array, standardize
+from gmmn.config import TrainConfig
+from gmmn.data.splits import check_array
 from gmmn.errors import CheckpointError, ConfigError, DataError
-from gmmn.memory import check_fits
-from gmmn.models import GenerativeModel
+from gmmn.families import family_of
+from gmmn.families.gmmn_ae import Reconstructions as _Reconstructions
+from gmmn.sampling import Sampler
 from gmmn.training.auto import MEDIAN_RATIOS, median_sigmas  # noqa: F401 - public names
 from gmmn.training.checkpoint import (
     CHECKPOINT_NAME,
@@ -35,23 +35,26 @@ from gmmn.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from gmmn.training.run import build_run_model, resolve_device, run_training, to_data_units
+from gmmn.training.run import load_splits, resolve_device, run_training
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Run:
-    """A trained model rebuilt from its checkpoint alone (config and weights are stored)."""
+    """A trained model rebuilt from its checkpoint alone (config and weights are stored).
+
+    Samples come from :meth:`sampler` (a :class:`gmmn.sampling.Sampler`): the prior of a
+    GMMN, GMMN+AE or GAN, or a baseline's own Markov chain with the run's stored chain
+    settings unless others are given."""
 
     config: TrainConfig
     data: dict  # name, dim, image_shape, unit_interval, source, mean, std, fingerprint
-    model: GenerativeModel
+    model: torch.nn.Module
     done: bool
     stage: str | None = None  # where an unfinished run's checkpoint stands
     iteration: int = 0
-    # Baselines: the training rows their chains start from (loaded on first use if None).
-    chain_rows: torch.Tensor | None = None
+    _default: Sampler | None = field(default=None, repr=False)
 
     @property
     def splits_name(self) -> str:
@@ -72,165 +75,70 @@ class Run:
         return self.model.prior_dim
 
     @property
-    def baseline(self) -> bool:
-        return self.config.baseline is not None
-
-    @property
-    def chain_settings(self) -> dict | None:
-        """How a baseline draws its samples (the evaluation report records it); else None."""
-        if not self.baseline:
-            return None
-        return {k: getattr(self.config, k) for k in CHAIN_FIELDS}
-
-    def with_chain(self, **settings) -> Run:
-        """This run with other chain settings (``chains``, ``burn_in``, ``thin``,
-        ``chain_noise``, ``chain_noise_space``; None keeps the stored one). Baselines only."""
-        given = {k: v for k, v in settings.items() if v is not None}
-        if not given:
-            return self
-        if not self.baseline:
-            flags = ", ".join(flag(k) for k in given)
-            raise ConfigError(f"{flags} set a baseline's Markov chain, but this run "
-                              f"({self.config.preset}) samples from its prior; drop them")
-        unknown = set(given) - set(CHAIN_FIELDS)
-        if unknown:
-            raise ConfigError(f"unknown chain settings {sorted(unknown)}; use {CHAIN_FIELDS}")
-        return replace(self, config=replace(self.config, **given))
-
-    def with_data_dir(self, data_dir: str | os.PathLike) -> Run:
-        """This run, reading its dataset from ``data_dir`` (where a baseline's chains find
-        their starting rows; the rows are still checked against the run's fingerprint)."""
-        if not self.baseline:
-            raise ConfigError(f"--data-dir is only read by baseline runs (DBN, stacked CAE, "
-                              f"deep GSN), whose chains start at training rows; this run "
-                              f"({self.config.preset}) samples from its prior: drop it")
-        return replace(self, config=replace(self.config, data_dir=str(data_dir)))
-
-    def use_training_rows(self, train: torch.Tensor) -> Run:
-        """Start a baseline's chains from ``train`` (the run's training split, already
-        loaded), after checking that it is the data the run was trained on."""
-        if self.baseline:
-            self.chain_rows = _checked_rows(train, self.data)
-        return self
-
-    def _starts(self) -> torch.Tensor:
-        if self.chain_rows is None:
-            from gmmn.training.run import load_splits
-
-            self.chain_rows = _checked_rows(load_splits(self.config).train, self.data)
-        return self.chain_rows
-
-    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @torch.no_grad()
+    @property
+    def status(self) -> dict:
+        """Whether training finished, and where an unfinished run's checkpoint stands."""
+        return {"done": bool(self.done), "stage": self.stage, "iteration": int(self.iteration)}
+
+    def sampler(self, *, rows: torch.Tensor | None = None, data_dir: str | None = None,
+                **chain) -> Sampler:
+        """A sampler of this run. A baseline's chains start at training rows: ``rows`` (the
+        run's training split, already loaded) or the split read from the run's dataset (in
+        ``data_dir`` if given), checked against the run's fingerprint; ``chain`` settings
+        (``chains``, ``burn_in``, ``thin``, ``chain_noise``, ``chain_noise_space``; None
+        keeps the stored one) change how it runs. A prior sampler refuses both."""
+        if not family_of(self.config).samples_by_chain:
+            rows = None  # a prior needs no training rows
+        plain = rows is None and data_dir is None and not any(
+            v is not None for v in chain.values())
+        if plain and self._default is not None:
+            return self._default
+        cfg = self.config
+        if data_dir is not None:
+            cfg = cfg.override(data_dir=str(data_dir))
+        source = rows if rows is not None else (lambda: load_splits(cfg).train)
+        sampler = family_of(cfg).sampler(self.model, cfg, self.data, rows=source)
+        if data_dir is not None and sampler.settings is None:
+            raise ConfigError(f"--data-dir is only read by baseline runs (DBN, stacked CAE, "
+                              f"deep GSN), whose chains start at training rows; this run "
+                              f"({cfg.preset}) samples from its prior: drop it")
+        unknown = set(chain) - set(cfg.sampling.names())
+        if unknown:
+            raise ConfigError(f"unknown chain settings {sorted(unknown)}; use "
+                              f"{cfg.sampling.names()}")
+        sampler = sampler.with_settings(**chain)
+        if plain:
+            self._default = sampler
+        return sampler
+
+    @classmethod
+    def of_sampler(cls, sampler: Sampler, config: TrainConfig, data: dict) -> Run:
+        """A run whose samples come from ``sampler`` (no model): a stand-in that lets the
+        command line's evaluation score samples made elsewhere, as tests do."""
+        return cls(config, data, None, True, _default=sampler)
+
     def decode_prior(self, z: torch.Tensor) -> torch.Tensor:
         """Prior points (k, prior_dim) -> samples (k, D) in data space (e.g. interpolations)."""
-        if self.baseline:
-            raise DataError(f"the {self.config.baseline} baseline has no prior to decode; it "
-                            f"samples by its own Markov chain (Run.sample)")
-        if z.ndim != 2 or z.shape[1] != self.prior_dim:
-            raise DataError(f"prior points must have shape (k, {self.prior_dim}), "
-                            f"got {tuple(z.shape)}")
-        return to_data_units(self.model.decode_prior(z.to(self.device, torch.float32)),
-                             self.data)
+        return self.sampler().decode_prior(z)
 
-    @torch.no_grad()
     def sample(self, n: int, *, seed: int | None = None) -> torch.Tensor:
         """``n`` samples (n, D) in data space; the same seed gives the same samples.
 
         A baseline runs its own chain from ``chains`` training rows picked by the seed, with
-        the run's burn-in, thinning (and CAE noise) settings (:meth:`with_chain`)."""
-        gen = _sample_generator(n, seed)
-        # The samples, a copy and the widest layer's activations, as `gmmn sample` checks.
-        hidden = self.config.baseline_hidden if self.baseline else self.config.hidden
-        check_fits(4.0 * n * (2 * self.dim + max((*hidden, self.dim))), device=self.device,
-                   what=f"{n} samples of {self.dim} dimensions",
-                   fix="draw fewer samples per call", error=DataError)
-        if self.baseline:
-            from gmmn.baselines.model import chain_starts
+        the run's burn-in, thinning (and CAE noise) settings (:meth:`sampler` for others)."""
+        return self.sampler().sample(n, seed=seed)
 
-            if gen is None:  # no seed: a fresh stream, as the prior's sampling does
-                gen = torch.Generator().manual_seed(int(torch.randint(2**62, ())))
-            starts = chain_starts(self._starts(), self.config.chains, gen).to(self.device)
-            return self.model.chain_sample(n, starts=starts, cfg=self.config, generator=gen)
-        return to_data_units(self.model.sample(n, generator=gen), self.data)
+    def reconstructions(self, images: torch.Tensor) -> _Reconstructions:
+        """A GMMN+AE run's autoencoder as a sampler of reconstructions of ``images``."""
+        return _Reconstructions(self.model, self.data, images, preset=self.config.preset)
 
 
-# The config fields that say how a baseline's chain draws samples (flags of gmmn sample and
-# gmmn evaluate too).
-CHAIN_FIELDS = ("chains", "burn_in", "thin", "chain_noise", "chain_noise_space")
-
-
-def _checked_rows(train: torch.Tensor, info: dict) -> torch.Tensor:
-    from gmmn.training.run import fingerprint
-
-    stored = info.get("fingerprint")
-    if stored is not None and fingerprint(train)["sha256"] != stored["sha256"]:
-        raise DataError(f"a baseline's chains start from its training rows, but the data given "
-                        f"is not the {info.get('name')} training split the run was trained on; "
-                        f"pass that dataset (and --data-dir)")
-    return train.to(torch.float32)
-
-
-# torch.Generator.manual_seed takes the seeds 0 <= seed < 2**64 (negative ones wrap around).
-SAMPLE_SEEDS = 2**64
-
-
-def _sample_generator(n: int, seed: int | None) -> torch.Generator | None:
-    """The generator of a ``sample(n, seed=...)`` call, after checking ``n`` and ``seed``
-    (whole numbers; numpy integers too)."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise DataError(f"the number of samples must be a whole number, got {n!r}")
-    if n <= 0:
-        raise DataError(f"the number of samples must be positive, got {n}")
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
-            or not 0 <= seed < SAMPLE_SEEDS:
-        raise ConfigError(f"seed must be a whole number from 0 to 2**64 - 1 (or None), got "
-                          f"{seed!r}")
-    return torch.Generator().manual_seed(int(seed))
-
-
-@dataclass
-class Reconstructions:
-    """A GMMN+AE run's autoencoder as a sample source: ``sample(n, seed=s)`` returns the
-    reconstructions (decode of encode, no dropout) of ``n`` random rows of ``images``.
-
-    Scored like samples (``gmmn evaluate --reconstructions``), they show the ceiling of the
-    GMMN+AE: what its samples would score if the code-space GMMN matched the distribution of
-    codes exactly. A gap between the samples and this ceiling is the GMMN's; a gap between the
-    ceiling and real data is the autoencoder's.
-    """
-
-    run: Run
-    images: torch.Tensor  # (N, D) in data units, e.g. the training split
-
-    def __post_init__(self) -> None:
-        if self.run.model.autoencoder is None:
-            raise DataError(f"run of preset {self.run.config.preset!r} has no autoencoder, so "
-                            "it has no reconstructions; pass a GMMN+AE run")
-        if self.images.ndim != 2 or self.images.shape[1] != self.run.dim:
-            raise DataError(f"images must have shape (N, {self.run.dim}), "
-                            f"got {tuple(self.images.shape)}")
-
-    @property
-    def config(self) -> TrainConfig:
-        return self.run.config
-
-    @torch.no_grad()
-    def sample(self, n: int, *, seed: int | None = None) -> torch.Tensor:
-        gen = _sample_generator(n, seed)
-        total = self.images.shape[0]
-        rows = (torch.randperm(total, generator=gen)[:n] if n <= total
-                else torch.randint(total, (n,), generator=gen))  # more than there are
-        info = self.run.data
-        x = standardize(self.images[rows].to(self.run.device, torch.float32),
-                        info.get("mean"), info.get("std"))
-        ae = self.run.model.autoencoder
-        return to_data_units(ae.decode(ae.encode(x)), info)
+def Reconstructions(run: Run, images: torch.Tensor) -> _Reconstructions:  # noqa: N802
+    """The reconstructions sampler of a GMMN+AE ``run`` (:meth:`Run.reconstructions`)."""
+    return run.reconstructions(images)
 
 
 def load_run(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> Run:
@@ -249,7 +157,7 @@ def load_run(run_dir: str | os.PathLike, *, device: str | torch.device = "cpu") 
 def _run_from_state(state: dict, *, device, source: str = "checkpoint") -> Run:
     cfg = checkpoint_config(state, source)  # checks every entry read below
     info = state["data"]
-    model = build_run_model(cfg, info["dim"], unit_interval=info["unit_interval"])
+    model = family_of(cfg).build_model(cfg, info["dim"], unit_interval=info["unit_interval"])
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, TypeError, AttributeError, KeyError) as exc:
@@ -291,8 +199,17 @@ def array_splits(x, *, name: str = "array", image_shape: tuple[int, int] | None 
                   source="array", unit_interval=unit)
 
 
-class GMMN:
-    """Generative moment matching network, scikit-learn style.
+# scikit-learn is imported here, beside the estimator it serves, rather than in the block above.
+import numbers  # noqa: E402
+from collections.abc import Mapping, Sequence  # noqa: E402
+from typing import Any  # noqa: E402
+
+from sklearn.base import BaseEstimator  # noqa: E402
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError  # noqa: E402
+
+
+class GMMN(BaseEstimator):
+    """Generative moment matching network as a scikit-learn estimator.
 
     >>> model = GMMN().fit(X)                     # X: (N, D) array, any units
     >>> samples = model.sample(100)               # (100, D) numpy array, X's units
@@ -301,74 +218,147 @@ class GMMN:
     whose data-dependent settings are chosen from ``X``: standardisation when values lie
     outside [0, 1], kernel scales from the median distance, the learning rate by the output,
     the data batch by the size; docs/data.md, "Your own tables"), or ``digits-gmmn-ae`` with
-    ``autoencoder=True``. Any :class:`gmmn.config.TrainConfig` field can be overridden by
-    keyword (``standardize=True``, ``lr=0.05``, ...). ``sigmas="median"`` (the default for
-    data-space models) scales the kernel to the training rows as the model sees them (after
-    standardisation). For data outside [0, 1] the learning rate defaults to 0.1 instead of the
-    presets' 2. After the last iteration the samples are checked against the data
-    (:func:`gmmn.training.auto.check_fit`); a run that diverged or collapsed raises
-    :class:`gmmn.errors.FitCheckFailed` naming the fix (the fitted model is kept).
+    ``autoencoder=True``. Every other parameter left at None keeps the preset's value; one
+    that is set replaces it. As scikit-learn asks, ``__init__`` only stores the parameters
+    (``get_params``, ``set_params`` and ``sklearn.base.clone`` rely on that); they are
+    checked when :meth:`fit` turns them into a :class:`gmmn.config.TrainConfig`, so a bad
+    value is a :class:`gmmn.errors.ConfigError` from ``fit``, not from the constructor.
+
+    Parameters (all keyword-only):
+
+    - ``preset``: the preset to start from (``gmmn train --help`` lists them); not a
+      baseline's (DBN, stacked CAE, deep GSN), which ``gmmn train`` trains.
+    - ``autoencoder``: True for a GMMN+AE (the GMMN trains on an autoencoder's codes).
+    - ``iterations``, ``lr``, ``momentum``, ``hidden``, ``prior_dim``, ``sigma_weights``,
+      ``data_batch_size``, ``sample_batch_size``: the GMMN's config fields of those names.
+      For data outside [0, 1] (a linear output) ``lr`` defaults to 0.1 instead of the
+      data-space presets' 2, which overshoots there; a preset's batch larger than ``X``
+      becomes all of ``X``.
+    - ``standardize``: z-score each feature (samples are mapped back to ``X``'s units).
+      ``standardize``, ``lr``, ``prior_dim`` and ``data_batch_size`` also take ``"auto"``:
+      chosen from the data (:mod:`gmmn.training.auto`), whatever the preset says.
+    - ``sigmas``: the kernel scales; ``"median"`` (the default) chooses them from the
+      training rows as the model sees them (after standardisation) for a data-space model,
+      and keeps the preset's for a GMMN+AE (its codes do not exist before training); None
+      keeps the preset's; else a number or a sequence of positive numbers.
+    - ``ae_hidden``, ``ae_dropout``, ``pretrain_iterations``, ``finetune_iterations``: the
+      autoencoder's layer sizes (the last one is the code), dropout rates and stage lengths.
+    - ``config_overrides``: any other TrainConfig field by name (``{"late_from": 2000}``),
+      for the settings without a parameter of their own; a field that has one is refused.
+    - ``device``: "cpu", "cuda", "cuda:N" or "auto".
+    - ``random_state``: the seed of the weights, prior noise, dropout and data order, a whole
+      number from 0 to 2**32 - 1; the same value gives the same model on the same data
+      (0, the default, is ``gmmn train``'s seed). None draws one from numpy's global RNG at
+      each fit (``np.random.seed`` makes that repeatable) and records it in
+      ``config_.seed``. A ``numpy.random.RandomState`` or ``Generator`` is refused with a
+      ConfigError: training seeds torch with one number, stored in the checkpoint, so pass
+      one drawn from yours (``random_state=int(rng.integers(2**32))``).
+    - ``progress``: True shows a bar per stage on a terminal and a line every few hundred
+      iterations elsewhere (a notebook, a log file); "stages" only each stage's start and
+      end; False nothing. A parameter because scikit-learn's tools (pipelines, searches,
+      ``clone``) call ``fit(X)`` with no other argument; ``fit(progress=...)`` still
+      overrides it for one call.
+
+    Fitted attributes: ``run_`` (the :class:`Run`: config, data statistics, model),
+    ``config_`` (the TrainConfig trained, with the values chosen from the data filled in),
+    ``n_features_in_``, ``chosen_`` (the settings chosen from the data, by field; None after
+    :meth:`load`, as the checkpoint stores their values but not which were chosen) and
+    ``fit_check_``. After the last iteration the samples are checked against the data
+    (:func:`gmmn.training.auto.check_fit`); a run of 500 or more iterations that diverged or
+    collapsed raises :class:`gmmn.errors.FitCheckFailed` naming the fix (the fitted model is
+    kept: sample or save it to look).
     """
 
-    def __init__(self, *, autoencoder: bool = False, preset: str | None = None,
-                 iterations: int | None = None, sigmas="median", seed: int = 0,
-                 device: str = "cpu", **overrides) -> None:
-        self.autoencoder = autoencoder
+    def __init__(self, *, preset: str | None = None, autoencoder: bool = False,
+                 iterations: int | None = None, lr: float | str | None = None,
+                 momentum: float | None = None, hidden: Sequence[int] | None = None,
+                 prior_dim: int | str | None = None,
+                 sigmas: str | float | Sequence[float] | None = "median",
+                 sigma_weights: Sequence[float] | None = None,
+                 standardize: bool | str | None = None,
+                 data_batch_size: int | str | None = None,
+                 sample_batch_size: int | None = None,
+                 ae_hidden: Sequence[int] | None = None,
+                 ae_dropout: Sequence[float] | None = None,
+                 pretrain_iterations: int | None = None,
+                 finetune_iterations: int | None = None,
+                 config_overrides: Mapping[str, Any] | None = None,
+                 device: str = "cpu", random_state: int | None = 0,
+                 progress: bool | str = True) -> None:
+        # Stored as given, nothing else (scikit-learn's rule: clone and set_params rebuild
+        # an estimator from these attributes); _config reads and checks them at fit.
         self.preset = preset
+        self.autoencoder = autoencoder
         self.iterations = iterations
+        self.lr = lr
+        self.momentum = momentum
+        self.hidden = hidden
+        self.prior_dim = prior_dim
         self.sigmas = sigmas
-        self.seed = seed
+        self.sigma_weights = sigma_weights
+        self.standardize = standardize
+        self.data_batch_size = data_batch_size
+        self.sample_batch_size = sample_batch_size
+        self.ae_hidden = ae_hidden
+        self.ae_dropout = ae_dropout
+        self.pretrain_iterations = pretrain_iterations
+        self.finetune_iterations = finetune_iterations
+        self.config_overrides = config_overrides
         self.device = device
-        self.overrides = overrides
-
-    def get_params(self, deep: bool = True) -> dict:
-        return {"autoencoder": self.autoencoder, "preset": self.preset,
-                "iterations": self.iterations, "sigmas": self.sigmas, "seed": self.seed,
-                "device": self.device, **self.overrides}
+        self.random_state = random_state
+        self.progress = progress
 
     def _config(self, splits) -> TrainConfig:
+        """The config a fit on ``splits`` trains: the preset with the parameters the user set.
+
+        The one place where parameters become config fields. It collects a dict of flat
+        TrainConfig field names holding only what was set (``random_state`` -> ``seed``) and
+        what fit itself decides (the data, no periodic checkpoints, the data-dependent
+        defaults below), then applies it to the preset in one step.
+        """
+        from gmmn.families import switch_family
         from gmmn.presets import TABULAR_PRESET, get_preset
 
         name = self.preset or ("digits-gmmn-ae" if self.autoencoder else TABULAR_PRESET)
         base = get_preset(name)
-        if base.baseline is not None or self.overrides.get("baseline") is not None:
+        extra = _extra_fields(self.config_overrides)
+        if family_of(base).samples_by_chain:
             raise ConfigError(f"GMMN fits a GMMN or GMMN+AE, not the {name} baseline; train "
                               f"baselines with `gmmn train --preset {name}`")
-        fields = dict(self.overrides, autoencoder=self.autoencoder, seed=self.seed,
-                      device=self.device, dataset=splits.name, checkpoint_every=0)
-        if self.iterations is not None:
-            fields["iterations"] = self.iterations
-        if ("lr" not in self.overrides and not self.autoencoder and not base.gan
-                and not splits.unit_interval):
+        family = _family(base, _plain(self.autoencoder))
+        overrides = dict(extra, seed=_seed(self.random_state), device=self.device,
+                         dataset=splits.name, checkpoint_every=0)
+        for param, key in _PARAM_FIELDS.items():
+            value = getattr(self, param)
+            if value is not None:
+                overrides[key] = _field_value(param, value)
+        if self.lr is None and family == "gmmn" and not splits.unit_interval:
             # A linear output: the presets' lr 2 overshoots (gmmn.training.auto picks 0.1).
             # Other presets keep their own lr (a GAN's 2e-4; tabular-gmmn's is None already).
-            fields["lr"] = None
+            overrides["lr"] = None
         n = len(splits.train)
         # A preset's batch on a smaller X: all of X, said in the config (the batch sampler
         # would cap it too, but with a warning meant for a flag the user chose).
         for batch in ("data_batch_size", "ae_batch_size"):
-            if batch not in self.overrides and (getattr(base, batch) or 0) > n:
-                fields[batch] = n
+            if batch not in overrides and (base.get(batch) or 0) > n:
+                overrides[batch] = n
+        has_kernel = "sigmas" in switch_family(base, family).flat()  # not a GAN's
         if isinstance(self.sigmas, str) and self.sigmas == "median":
-            if not self.autoencoder:
-                fields["sigmas"] = None  # chosen from the (standardised) rows
+            if not self.autoencoder and has_kernel:
+                overrides["sigmas"] = None  # chosen from the (standardised) rows
         elif self.sigmas is not None:
-            fields["sigmas"] = _sigmas_argument(self.sigmas)
-        try:
-            return replace(base, **fields)
-        except TypeError as exc:  # a keyword that is no TrainConfig field
-            unknown = sorted(set(fields) - set(base.to_dict()))
-            raise ConfigError(f"GMMN got unknown keyword(s) {unknown}; use the fields of "
-                              f"gmmn.config.TrainConfig") from exc
+            overrides["sigmas"] = _sigmas_argument(self.sigmas)
+        # The one step that applies the fields to the preset (as a run of its family).
+        return _apply(base, family, overrides)
 
-    def fit(self, X, *, image_shape: tuple[int, int] | None = None, callback=None,
-            progress: bool | str = True) -> GMMN:
+    def fit(self, X, y=None, *, image_shape: tuple[int, int] | None = None, callback=None,
+            progress: bool | str | None = None) -> GMMN:
         """Train on the rows of ``X`` (N, D); returns ``self``.
 
-        ``progress``: True shows a bar per stage on a terminal and a line every few hundred
-        iterations elsewhere (a notebook, a log file); "stages" only each stage's start and
-        end; False nothing. ``callback(step)`` gets every
-        :class:`gmmn.training.loop.StepInfo` too.
+        ``y`` is ignored: the model is unsupervised, and scikit-learn passes one anyway.
+        ``image_shape``: (height, width) when the rows are images. ``progress``: as the
+        parameter of that name, for this call only (None: the parameter's).
+        ``callback(step)`` gets every :class:`gmmn.training.loop.StepInfo` too.
         """
         from gmmn.progress import TrainingProgress
 
@@ -379,6 +369,7 @@ class GMMN:
                             f"X.to_dense() for torch)")
         splits = array_splits(X, image_shape=image_shape)
         cfg = self._config(splits)
+        progress = self.progress if progress is None else progress
         mode = {True: "auto", False: None}.get(progress, progress)
         bar = TrainingProgress(mode=mode) if mode else None
 
@@ -392,21 +383,36 @@ class GMMN:
         finally:
             if bar is not None:
                 bar.close()
-        self._state = result.checkpoint
-        self.run_ = _run_from_state(self._state, device=self.device)
-        self.fit_check_ = result.fit_check
+        run = _run_from_state(result.checkpoint, device=resolve_device(self.device))
+        self._set_fitted(result.checkpoint, run, chosen=dict(result.chosen),
+                         fit_check=result.fit_check)
         if result.fit_check is not None and result.fit_check.failed:
             raise result.fit_check.error("the fitted model is kept: sample or save it to look")
         return self
 
+    def _set_fitted(self, state: dict, run: Run, *, chosen: dict | None, fit_check) -> None:
+        """Every fitted attribute at once, so a model is wholly fitted or not at all."""
+        self._state = state  # the checkpoint save() writes
+        self.run_ = run
+        self.config_ = run.config
+        self.n_features_in_ = run.dim
+        self.chosen_ = chosen
+        self.fit_check_ = fit_check
+
+    def __sklearn_is_fitted__(self) -> bool:
+        # What check_is_fitted asks; _set_fitted sets run_ together with the others.
+        return hasattr(self, "run_")
+
     def _fitted(self) -> Run:
         if not hasattr(self, "run_"):
-            raise DataError("this GMMN is not fitted yet; call fit(X) first")
+            raise NotFittedError("this GMMN is not fitted yet; call fit(X) first")
         return self.run_
 
     def sample(self, n: int, *, seed: int | None = None) -> np.ndarray:
         """``n`` samples as an (n, D) float32 numpy array, in the units of the data given to
-        :meth:`fit` (a standardised fit maps its samples back)."""
+        :meth:`fit` (a standardised fit maps its samples back). The same ``seed`` gives the
+        same samples; None draws fresh ones. (``seed``, not ``random_state``: it is
+        :meth:`Run.sample`'s and ``gmmn sample --seed``'s, and picks only the prior noise.)"""
         return self._fitted().sample(n, seed=seed).cpu().numpy()
 
     def save(self, path: str | os.PathLike) -> None:
@@ -417,18 +423,139 @@ class GMMN:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str = "cpu") -> GMMN:
+        """A fitted GMMN from a checkpoint (:meth:`save`'s, or a ``gmmn train`` run's).
+
+        Its parameters are the stored config's values, with those chosen from the data
+        filled in, so ``clone(model).fit(X)`` trains the same settings again. ``chosen_``
+        and ``fit_check_`` are None: the checkpoint does not record them."""
         state = load_checkpoint(path)
-        run = _run_from_state(state, device=device, source=str(path))
+        run = _run_from_state(state, device=resolve_device(str(device)), source=str(path))
         cfg = run.config
-        model = cls(autoencoder=cfg.autoencoder, preset=cfg.preset, iterations=cfg.iterations,
-                    sigmas=cfg.sigmas, seed=cfg.seed, device=device)
-        model._state, model.run_ = state, run
+        params = {param: cfg.get(key) for param, key in _PARAM_FIELDS.items()}
+        model = cls(preset=cfg.preset, autoencoder=cfg.family == "gmmn-ae",
+                    sigmas=cfg.get("sigmas"), random_state=cfg.seed, device=str(device),
+                    **params)
+        model._set_fitted(state, run, chosen=None, fit_check=None)
         return model
+
+
+class NotFittedError(DataError, _SklearnNotFittedError):
+    """A :class:`GMMN` used before :meth:`GMMN.fit` (or :meth:`GMMN.load`).
+
+    Both scikit-learn's ``NotFittedError`` (what ``check_is_fitted`` raises and scikit-learn
+    code catches) and gmmn's :class:`DataError` (what gmmn's callers and the CLI catch, as
+    before this class existed)."""
+
+
+# The parameters that are TrainConfig fields (of the same name today), applied when not None.
+# The others: preset, autoencoder, sigmas ("median"), random_state (seed), device, progress and
+# config_overrides have rules of their own in GMMN._config.
+_PARAM_FIELDS = {name: name for name in (
+    "iterations", "lr", "momentum", "hidden", "prior_dim", "sigma_weights", "standardize",
+    "data_batch_size", "sample_batch_size", "ae_hidden", "ae_dropout", "pretrain_iterations",
+    "finetune_iterations")}
+# Parameters that take "auto": None in the config, chosen from the data (gmmn.config.AUTO_FIELDS).
+_AUTO_PARAMS = ("lr", "prior_dim", "standardize", "data_batch_size")
+_TUPLE_PARAMS = ("hidden", "sigma_weights", "ae_hidden", "ae_dropout")
+# Config fields that config_overrides may not set, and why.
+_SET_ELSEWHERE = {
+    **{key: f"use GMMN({param}=...)" for param, key in _PARAM_FIELDS.items()},
+    **{key: f"use GMMN({key}=...)" for key in ("preset", "autoencoder", "sigmas", "device")},
+    "seed": "use GMMN(random_state=...)",
+    "dataset": "fit(X) trains on X",
+    "checkpoint_every": "fit writes no run folder; save() writes the model",
+}
+# TrainConfig's seed range (torch and numpy seeds are 32-bit unsigned there).
+_SEEDS = 2**32
+
+
+def _family(base: TrainConfig, autoencoder: bool) -> str:
+    """The family a fit trains: a GMMN+AE with ``autoencoder``, else a data-space GMMN; a GAN
+    preset stays a GAN (it has no autoencoder to add)."""
+    if base.family == "gan":
+        if autoencoder:
+            raise ConfigError("a GAN preset cannot be combined with autoencoder=True: the GAN "
+                              "baseline trains in data space; drop one of them")
+        return "gan"
+    return "gmmn-ae" if autoencoder else "gmmn"
+
+
+def _apply(base: TrainConfig, family: str, overrides: dict) -> TrainConfig:
+    """``base`` as a run of ``family`` with ``overrides`` (flat setting names) applied; the
+    config checks the values. Unknown names are one ConfigError naming them all."""
+    from gmmn.families import setting_classes, switch_family
+
+    known = {n for cls in setting_classes().values() for n in cls.names()}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"GMMN got unknown config field(s) {unknown} in config_overrides; "
+                          f"use the settings of gmmn.config.TrainConfig and its family")
+    return switch_family(base, family).override(**overrides)
+
+
+def _extra_fields(config_overrides) -> dict:
+    """``config_overrides`` as a dict of config fields, refusing one that a parameter (or fit)
+    sets: two places for one setting would leave it unclear which wins."""
+    if config_overrides is None:
+        return {}
+    if not isinstance(config_overrides, Mapping) or not all(
+            isinstance(k, str) for k in config_overrides):
+        raise ConfigError(f"config_overrides must be a dict of TrainConfig field names to "
+                          f"values, got {config_overrides!r}")
+    taken = sorted(k for k in config_overrides if k in _SET_ELSEWHERE)
+    if taken:
+        raise ConfigError("config_overrides sets " + ", ".join(
+            f"{k} ({_SET_ELSEWHERE[k]})" for k in taken))
+    return {k: _plain(v) for k, v in config_overrides.items()}
+
+
+def _field_value(param: str, value):
+    """A parameter's value as its config field takes it: "auto" -> None (chosen from the
+    data), sequences -> tuples, numpy numbers -> Python ones (a TrainConfig checks types
+    strictly, and scikit-learn's searches hand out numpy values)."""
+    if param in _AUTO_PARAMS and isinstance(value, str) and value == "auto":
+        return None
+    if param in _TUPLE_PARAMS:
+        if isinstance(value, str):
+            raise ConfigError(f"{param} must be a sequence of numbers, got {value!r}")
+        return tuple(_plain(v) for v in value) if isinstance(value, Sequence | np.ndarray) \
+            else (_plain(value),)
+    return _plain(value)
+
+
+def _plain(value):
+    """numpy scalars as Python ones and lists or arrays as tuples; anything else unchanged."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, list | np.ndarray):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def _seed(random_state) -> int:
+    """``random_state`` as the config's seed: an int checked here, so the error names the
+    parameter (the config's would name ``--seed``), or one drawn for None."""
+    if random_state is None:  # scikit-learn's meaning: fresh, from numpy's global RNG
+        return int(np.random.randint(0, _SEEDS, dtype=np.int64))
+    if isinstance(random_state, np.random.RandomState | np.random.Generator):
+        raise ConfigError(f"random_state must be a whole number or None, not a numpy "
+                          f"{type(random_state).__name__}: training seeds torch with one "
+                          f"number, recorded in the checkpoint; pass one drawn from it, "
+                          f"e.g. random_state=int(rng.integers(2**32))")
+    if isinstance(random_state, bool | np.bool_) or not isinstance(
+            random_state, numbers.Integral) or not 0 <= random_state < _SEEDS:
+        raise ConfigError(f"random_state must be a whole number from 0 to 2**32 - 1, or None, "
+                          f"got {random_state!r}")
+    return int(random_state)
 
 
 def _sigmas_argument(sigmas) -> tuple[float, ...]:
     """``sigmas=`` of :class:`GMMN` as a tuple of floats, or one ConfigError naming it."""
-    values = (sigmas,) if isinstance(sigmas, (int, float)) else sigmas
+    values = (sigmas,) if isinstance(sigmas, numbers.Real) else sigmas
     try:
         if isinstance(values, str):
             raise TypeError

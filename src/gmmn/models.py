@@ -23,8 +23,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gmmn.config import TrainConfig
-from gmmn.errors import ConfigError
 from gmmn.memory import check_fits
 
 
@@ -239,56 +237,18 @@ class GenerativeModel(nn.Module):
         return self.decode_prior(self.generator.sample_prior(n, generator))
 
 
-def sigmoid_output(cfg: TrainConfig, *, unit_interval: bool) -> bool:
-    """Whether a data-space generator of ``cfg`` ends in a sigmoid: ``--output auto`` follows
-    the data's range (a sigmoid for [0, 1]), else the flag says."""
-    return unit_interval if cfg.output == "auto" else cfg.output == "sigmoid"
+def sigmoid_output(output: str, *, unit_interval: bool) -> bool:
+    """Whether a data-space generator with ``--output output`` ends in a sigmoid: ``auto``
+    follows the data's range (a sigmoid for [0, 1]), else the flag says."""
+    return unit_interval if output == "auto" else output == "sigmoid"
 
 
-def build_model(cfg: TrainConfig, data_dim: int, *, unit_interval: bool) -> GenerativeModel:
-    """The networks ``cfg`` describes for data of dimension ``data_dim``.
-
-    The generator's output (data-space GMMN) or the autoencoder's input layer (GMMN+AE)
-    follows the data; everything else comes from the config. Weights are drawn from a
-    generator seeded with ``cfg.seed``.
-    """
-    _check_weights_fit(cfg, data_dim)
-    rng = torch.Generator().manual_seed(cfg.seed)
-    sigmoid = sigmoid_output(cfg, unit_interval=unit_interval)
-    ae = None
-    out_dim = data_dim
-    if cfg.autoencoder:
-        if data_dim <= cfg.ae_hidden[-1]:
-            raise ConfigError(
-                f"the data has {data_dim} dimensions, but preset {cfg.preset!r} encodes into "
-                f"{cfg.ae_hidden[-1]}: an autoencoder needs a code smaller than its input; "
-                f"pass --ae-hidden with a smaller last size or use a preset without -ae")
-        ae = Autoencoder((data_dim, *cfg.ae_hidden), cfg.ae_dropout,
-                         released_dropout=cfg.released_dropout, sigmoid_output=unit_interval,
-                         init_std=cfg.init_std, generator=rng)
-        out_dim = cfg.ae_hidden[-1]
-        # Codes are sigmoid units in [0, 1], so the code-space generator ends in a sigmoid.
-        sigmoid = cfg.output != "linear"
-    gen = Generator(cfg.prior_dim, cfg.hidden, out_dim, sigmoid_output=sigmoid,
-                    init_std=cfg.init_std, generator=rng)
-    disc = None
-    if cfg.gan:  # drawn after the generator: a GAN and a GMMN of one seed start alike
-        disc = Discriminator(data_dim, cfg.disc_hidden, pieces=cfg.disc_pieces,
-                             dropout_rates=cfg.disc_dropout, generator=rng)
-    return GenerativeModel(gen, ae, disc)
+def layer_weights(sizes) -> int:
+    """Weights of a chain of dense layers of ``sizes`` (biases aside)."""
+    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
-def _check_weights_fit(cfg: TrainConfig, data_dim: int) -> None:
+def check_weights_fit(count: int, *, preset: str, fix: str) -> None:
     """Refuse networks whose float32 weights alone exceed the free memory, before
     allocating them (``--hidden 1000000000000`` would die in the allocator)."""
-    def weights(sizes) -> int:
-        return sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-
-    code = cfg.ae_hidden[-1] if cfg.autoencoder else data_dim
-    count = weights((cfg.prior_dim, *cfg.hidden, code))
-    if cfg.autoencoder:
-        count += 2 * weights((data_dim, *cfg.ae_hidden))  # encoder and mirrored decoder
-    if cfg.gan:
-        count += weights((data_dim, *(h * cfg.disc_pieces for h in cfg.disc_hidden), 1))
-    check_fits(4.0 * count, what=f"a {cfg.preset} model of {count:.3g} weights",
-               fix="use smaller --hidden, --ae-hidden or --disc-hidden sizes")
+    check_fits(4.0 * count, what=f"a {preset} model of {count:.3g} weights", fix=fix)

@@ -8,10 +8,16 @@ layer) follows the data's dimension; the rest stays as listed here.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 from gmmn.config import TrainConfig
 from gmmn.errors import ConfigError
+from gmmn.families import make_config, switch_family
+
+
+def _derive(base: TrainConfig, family: str | None = None, **settings) -> TrainConfig:
+    """``base`` with ``settings`` changed (flag names), as a run of ``family`` if given."""
+    cfg = base if family is None else switch_family(base, family)
+    return cfg.override(**settings)
 
 
 def _variances(*v: float) -> tuple[float, ...]:
@@ -19,7 +25,8 @@ def _variances(*v: float) -> tuple[float, ...]:
     return tuple(math.sqrt(x) for x in v)
 
 
-MNIST_GMMN = TrainConfig(
+MNIST_GMMN = make_config(
+    "gmmn",
     preset="mnist-gmmn",
     dataset="mnist",
     checkpoint_every=1000,  # about a minute of GPU work lost at most
@@ -38,17 +45,15 @@ MNIST_GMMN = TrainConfig(
     late_lr_factor=0.1,  # ... lr / 10 ...
     late_momentum=0.99,  # ... and momentum 0.99
     sample_batch_size=1000,  # paper and code: 1000 generated samples per step
-    # The released code's 100, not the text's 1000: on MNIST, 100 reproduces the paper's
-    # 147 +- 2 (146.0 +- 1.7, seed 0) where 1000 scores 179.3 (docs/RESULTS.md).
+    # The released code's 100, not the text's 1000: on MNIST 100 reproduces the paper's row
+    # and 1000 does not (docs/experiments/data-batch.md).
     data_batch_size=100,
-    autoencoder=False,
 )
 
-MNIST_GMMN_AE = replace(
-    MNIST_GMMN,
+MNIST_GMMN_AE = _derive(
+    MNIST_GMMN, "gmmn-ae",
     preset="mnist-gmmn-ae",
-    autoencoder=True,
-    data_batch_size=1000,  # paper's text: 1000 codes per step; reproduces 282 +- 2 with it
+    data_batch_size=1000,  # paper's text: 1000 codes per step; reproduces the paper's row
     sigmas=_variances(1),  # released code's MNIST code-space scale
     ae_hidden=(1024, 32),  # paper: 784-1024-32 encoder, mirrored decoder
     ae_dropout=(0.2, 0.5),  # paper: dropout 0.2 on pixels, 0.5 on the 1024 hidden units
@@ -64,20 +69,18 @@ MNIST_GMMN_AE = replace(
     ae_eval_every=100,  # released code: training loss every 100 iterations, keep the best
 )
 
-# Beyond the paper: the faithful GMMN+AE with what the autoencoder ablations found. GMMN+AE's
-# samples sit at the ceiling of their autoencoder (`gmmn evaluate --reconstructions`,
-# docs/RESULTS.md): the code-space GMMN matches the codes closely, and the decoder's smooth
-# reconstructions are what lose detail. On MNIST, 10000 fine-tuning steps instead of 3000 lower
-# the reconstructions' Frechet distance from 4.55 to 1.75 and lift their recall from 0.68 to
-# 0.74 (on Fashion-MNIST the best training loss stopped improving near 7400 steps). The GMMN
-# stage is the faithful one, so the two presets differ in one setting.
-MNIST_GMMN_AE_PLUS = replace(
+# Beyond the paper: the faithful GMMN+AE with what the autoencoder ablations found
+# (docs/experiments/ae-ablation.md). GMMN+AE's samples sit at the ceiling of their autoencoder
+# (`gmmn evaluate --reconstructions`): the code-space GMMN matches the codes closely, and the
+# decoder's smooth reconstructions are what lose detail; longer fine-tuning sharpens them. The
+# GMMN stage is the faithful one, so the two presets differ in one setting.
+MNIST_GMMN_AE_PLUS = _derive(
     MNIST_GMMN_AE,
     preset="mnist-gmmn-ae-plus",
     finetune_iterations=10000,  # 3.3x the released code's 3000 (see above)
 )
 
-TFD_GMMN = replace(
+TFD_GMMN = _derive(
     MNIST_GMMN,
     preset="tfd-gmmn",
     dataset="tfd",
@@ -86,7 +89,7 @@ TFD_GMMN = replace(
     data_batch_size=100,  # the released code's, as on MNIST (not measured on TFD)
 )
 
-TFD_GMMN_AE = replace(
+TFD_GMMN_AE = _derive(
     MNIST_GMMN_AE,
     preset="tfd-gmmn-ae",
     dataset="tfd",
@@ -100,15 +103,16 @@ TFD_GMMN_AE = replace(
     finetune_momentum=(0.0, 0.5, 0.0),  # released code: 0, 0.5, then 0 again (TFD)
 )
 
-FASHION_MNIST_GMMN = replace(MNIST_GMMN, preset="fashion-mnist-gmmn",
+FASHION_MNIST_GMMN = _derive(MNIST_GMMN, preset="fashion-mnist-gmmn",
                              dataset="fashion-mnist",  # same 28x28 [0, 1] format as MNIST
-                             data_batch_size=1000)  # its measured row (docs/RESULTS.md) used 1000
-FASHION_MNIST_GMMN_AE = replace(MNIST_GMMN_AE, preset="fashion-mnist-gmmn-ae",
+                             data_batch_size=1000)  # as its measured row used
+# (docs/experiments/fashion-mnist.md)
+FASHION_MNIST_GMMN_AE = _derive(MNIST_GMMN_AE, preset="fashion-mnist-gmmn-ae",
                                 dataset="fashion-mnist")
 
 # scikit-learn's 8x8 digits: 1439 training images of 64 pixels, values in [0, 1]. Sized to
 # finish in a few minutes on two CPU cores; the paper's recipe otherwise.
-DIGITS_GMMN = replace(
+DIGITS_GMMN = _derive(
     MNIST_GMMN,
     preset="digits-gmmn",
     dataset="digits",
@@ -131,7 +135,7 @@ DIGITS_GMMN = replace(
 # learning rate by the output (0.1 linear, 2 sigmoid), the data batch by the size, the prior's
 # dimension by the data's (twice it, 10 to 100). Tuned on
 # scikit-learn's wine, breast cancer and diabetes (benchmarks/tabular.py).
-TABULAR_GMMN = replace(
+TABULAR_GMMN = _derive(
     DIGITS_GMMN,
     preset="tabular-gmmn",
     standardize=None,
@@ -144,7 +148,7 @@ TABULAR_GMMN = replace(
 # The preset of `gmmn train --dataset FILE` without --preset, and of GMMN().fit(X).
 TABULAR_PRESET = TABULAR_GMMN.preset
 
-DIGITS_GMMN_AE = replace(
+DIGITS_GMMN_AE = _derive(
     MNIST_GMMN_AE,
     preset="digits-gmmn-ae",
     dataset="digits",
@@ -164,7 +168,7 @@ DIGITS_GMMN_AE = replace(
     data_batch_size=500,
 )
 
-# GAN baseline (Goodfellow et al. 2014, the "Adversarial nets" row; gmmn.training.gan). The
+# GAN baseline (Goodfellow et al. 2014, the "Adversarial nets" row; gmmn.families.gan). The
 # generator is the GMMN's network, so the table compares objectives; the discriminator is the GAN
 # paper's MNIST model (goodfeli/adversarial, mnist.yaml, as recalled: not checked against a
 # copy here). Its optimiser is not: the GAN paper's SGD (lr 0.1 / 1.000004^t, momentum
@@ -175,10 +179,9 @@ GAN_PAPER_SGD = {"gan_optimizer": "sgd", "lr": 0.1, "gan_lr_decay": 1.000004,
                  "gan_min_lr": 1e-6, "momentum": 0.5, "gan_final_momentum": 0.7,
                  "gan_momentum_ramp": 137500, "iterations": 137500}  # 250 epochs
 
-MNIST_GAN = replace(
-    MNIST_GMMN,
+MNIST_GAN = _derive(
+    MNIST_GMMN, "gan",
     preset="mnist-gan",
-    gan=True,
     init_std=None,  # 0.1*N(0,1) saturates the sigmoid output and D wins at once; PyTorch's
     # default, +-1/sqrt(fan_in), is near the GAN paper's uniform +-0.05
     disc_hidden=(240, 240),  # GAN paper: two maxout layers of 240 units ...
@@ -190,26 +193,24 @@ MNIST_GAN = replace(
     gan_final_momentum=0.5,  # ... held constant ...
     gan_momentum_ramp=1,
     gan_lr_decay=1.0,  # ... without decay
-    # Without these two the discriminator won outright on MNIST (its loss under 0.01 by step
-    # 3000 for seeds 0 and 1) and the generator collapsed to one image. One-sided label
-    # smoothing (Salimans et al. 2016) alone still let seed 0 collapse by step 4000; instance
-    # noise of std 0.2 (and of 0.5), annealed to 0, kept the game balanced through 28000
-    # steps with varied digits. 0.2, the smaller change, was fixed before either was scored
-    # (docs/RESULTS.md). Fashion-MNIST and digits trained without them.
+    # Without these two the discriminator won outright on MNIST and the generator collapsed
+    # to one image; one-sided label smoothing (Salimans et al. 2016) alone did not prevent
+    # it, instance noise annealed to 0 did. The smaller noise was fixed before either was
+    # scored (docs/experiments/gan-collapse.md). Fashion-MNIST and digits trained without.
     gan_label_smoothing=0.1,
     gan_instance_noise=0.2,
-    # 100 epochs of 55000 images, what the development CPU could afford (75 min). The GAN
+    # 100 epochs of 55000 images, what a two-core CPU affords in about an hour. The GAN
     # paper's 250 epochs (137500 steps) were where its SGD momentum ramp saturates
-    # (GAN_PAPER_SGD); Adam has no ramp to wait for. On Fashion-MNIST the GAN still improved
-    # between 50 and 100 epochs (docs/RESULTS.md); --iterations 137500 trains longer.
+    # (GAN_PAPER_SGD); Adam has no ramp to wait for (docs/experiments/fashion-mnist.md:
+    # longer runs still improved there); --iterations 137500 trains longer.
     iterations=55000,
     sample_batch_size=100,  # GAN paper: minibatches of 100
     data_batch_size=100,
 )
-FASHION_MNIST_GAN = replace(MNIST_GAN, preset="fashion-mnist-gan", dataset="fashion-mnist",
+FASHION_MNIST_GAN = _derive(MNIST_GAN, preset="fashion-mnist-gan", dataset="fashion-mnist",
                             gan_label_smoothing=0.0, gan_instance_noise=0.0)
 
-DIGITS_GAN = replace(
+DIGITS_GAN = _derive(
     MNIST_GAN,
     preset="digits-gan",
     dataset="digits",
@@ -230,18 +231,16 @@ DIGITS_GAN = replace(
 # states; they were not found for the DBN and CAE and are flags of gmmn sample / evaluate.
 _CHAIN = {"chains": 1, "burn_in": 0, "thin": 1}
 
-MNIST_DBN = replace(
-    MNIST_GMMN,
+MNIST_DBN = _derive(
+    MNIST_GMMN, "dbn",
     preset="mnist-dbn",
-    baseline="dbn",
     baseline_hidden=(1000, 1000),  # chosen: two RBMs (recalled: Better Mixing's depth 2)
     init_std=0.01,  # chosen: weights 0.01 * N(0, 1), Hinton's practical guide (2010)
     pcd=True,  # chosen: PCD (SML) with one chain per batch row, for long-chain sampling
     cd_k=1,  # chosen: one Gibbs step per update
     # chosen: SGD at lr 0.05 with momentum 0.5, the lr x 0.95 after every epoch. The practical
-    # guide's constant 0.01 without momentum (the first preset) scored -108.0 (one chain) and
-    # -79.2 (100 chains) on MNIST, its chains stuck in 4 to 9 classes; this schedule scored
-    # 54.7 with 100 chains and covered all 10 (docs/RESULTS.md).
+    # guide's constant 0.01 without momentum (the first preset) left its chains stuck in a few
+    # classes on MNIST; this schedule covers all ten (docs/experiments/baselines-chains.md).
     lr=0.05,
     momentum=0.5,
     anneal_every=550,
@@ -254,10 +253,9 @@ MNIST_DBN = replace(
     **_CHAIN,
 )
 
-MNIST_SCAE = replace(
-    MNIST_GMMN,
+MNIST_SCAE = _derive(
+    MNIST_GMMN, "scae",
     preset="mnist-scae",
-    baseline="scae",
     baseline_hidden=(1000, 1000),  # chosen: two layers (recalled), sizes as the DBN's
     contraction=0.1,  # found: the authors' cae.py default lambda
     lr=0.001,  # found: cae.py's default, plain SGD ...
@@ -273,10 +271,9 @@ MNIST_SCAE = replace(
     **_CHAIN,
 )
 
-MNIST_GSN = replace(
-    MNIST_GMMN,
+MNIST_GSN = _derive(
+    MNIST_GMMN, "gsn",
     preset="mnist-gsn",
-    baseline="gsn",
     baseline_hidden=(1500, 1500),  # found: run_dsn.py, two tanh layers of 1500
     walkbacks=4,  # found: run_dsn.py, N = 4
     gsn_cost="bce",  # found in model.py commit 0d00196 (a later commit used mse)
@@ -294,15 +291,15 @@ MNIST_GSN = replace(
     **_CHAIN,
 )
 
-FASHION_MNIST_DBN = replace(MNIST_DBN, preset="fashion-mnist-dbn", dataset="fashion-mnist")
-FASHION_MNIST_SCAE = replace(MNIST_SCAE, preset="fashion-mnist-scae", dataset="fashion-mnist")
-FASHION_MNIST_GSN = replace(MNIST_GSN, preset="fashion-mnist-gsn", dataset="fashion-mnist")
+FASHION_MNIST_DBN = _derive(MNIST_DBN, preset="fashion-mnist-dbn", dataset="fashion-mnist")
+FASHION_MNIST_SCAE = _derive(MNIST_SCAE, preset="fashion-mnist-scae", dataset="fashion-mnist")
+FASHION_MNIST_GSN = _derive(MNIST_GSN, preset="fashion-mnist-gsn", dataset="fashion-mnist")
 
 # Digits (1437 training images of 64 pixels, about 14 batches of 100 per epoch): the MNIST
 # recipes with smaller layers and runs of a minute or less on one CPU core. Chosen, not tuned.
 _DIGITS_RUN = {"dataset": "digits", "checkpoint_every": 500, "log_every": 50,
                "sample_every": 1000}
-DIGITS_DBN = replace(
+DIGITS_DBN = _derive(
     MNIST_DBN, preset="digits-dbn", **_DIGITS_RUN,
     baseline_hidden=(128, 128),  # chosen: twice the 64 pixels
     lr=0.05,  # chosen: for a run of 140 epochs, constant, without momentum
@@ -310,13 +307,13 @@ DIGITS_DBN = replace(
     anneal_every=0,
     iterations=2000,  # chosen: 140 epochs per RBM
 )
-DIGITS_SCAE = replace(
+DIGITS_SCAE = _derive(
     MNIST_SCAE, preset="digits-scae", **_DIGITS_RUN,
     baseline_hidden=(128, 128),
     lr=0.01,  # chosen: ten times cae.py's, for a run of 35 epochs
     iterations=5000,  # chosen: 35 epochs per layer of 144 batches of 10
 )
-DIGITS_GSN = replace(
+DIGITS_GSN = _derive(
     MNIST_GSN, preset="digits-gsn", **_DIGITS_RUN,
     baseline_hidden=(256, 256),  # chosen
     iterations=3000,  # chosen: 210 epochs
@@ -335,7 +332,7 @@ PRESETS: dict[str, TrainConfig] = {
 
 
 def get_preset(name: str) -> TrainConfig:
-    """The preset called ``name`` (a frozen config; derive variants with ``replace``)."""
+    """The preset called ``name`` (a frozen config; derive variants with ``override``)."""
     try:
         return PRESETS[name]
     except KeyError:

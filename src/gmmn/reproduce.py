@@ -26,12 +26,13 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gmmn.config import TrainConfig, package_versions
 from gmmn.config import flag as config_flag
 from gmmn.errors import ConfigError
+from gmmn.families import family_of
 from gmmn.files import RunLock, atomic_write, prepare_folder
 from gmmn.presets import PRESETS, get_preset
 
@@ -83,19 +84,15 @@ def scale_iterations(cfg: TrainConfig, scale: float) -> TrainConfig:
                               f"scale")
         return 0 if n == 0 else max(1, round(n * scale))
 
-    names = ["iterations", "sample_every"]
-    if cfg.baseline is not None:
-        names += ["anneal_every"]  # the lr falls as far as in the full run
-    else:
-        names += ["gan_momentum_ramp"] if cfg.gan else ["late_from"]
-    if cfg.autoencoder:
-        names += ["pretrain_iterations", "finetune_iterations", "ae_eval_every"]
-    changed = {name: s(getattr(cfg, name)) for name in names}
-    if cfg.autoencoder:
-        changed["finetune_momentum_from"] = tuple(s(t) for t in cfg.finetune_momentum_from)
+    names = family_of(cfg).quick_fields
+    changed = {}
+    for name in names:
+        value = cfg.get(name)
+        changed[name] = tuple(s(t) for t in value) if isinstance(value, tuple) else s(value)
+    changed["sample_every"] = s(cfg.sample_every)
     changed["checkpoint_every"] = min(cfg.checkpoint_every, max(1, changed["iterations"] // 4))
     changed["log_every"] = min(cfg.log_every, max(1, changed["iterations"] // 20))
-    return replace(cfg, **changed)
+    return cfg.override(**changed)
 
 
 def _flag_value(value) -> str:
@@ -110,11 +107,13 @@ def train_command(cfg: TrainConfig, run_dir: Path) -> str:
     """The ``gmmn train`` line that builds ``cfg``: its preset plus a flag per changed field."""
     base = get_preset(cfg.preset)
     parts = ["gmmn", "train", "--preset", cfg.preset, "--out", str(run_dir)]
-    for f in fields(TrainConfig):
-        value = getattr(cfg, f.name)
-        if f.name in _NOT_FLAGS or value == getattr(base, f.name):
+    if cfg.family != base.family:
+        parts += ["--family", cfg.family]
+    old = base.flat()
+    for name, value in cfg.flat().items():
+        if name in _NOT_FLAGS or name == "family" or value == old.get(name):
             continue
-        flag = config_flag(f.name)
+        flag = config_flag(name)
         if isinstance(value, bool):
             parts.append(flag if value else "--no-" + flag[2:])
         else:
@@ -131,7 +130,7 @@ CAE_CHAIN_NOISE_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 def chain_noise_grid(cfg: TrainConfig) -> tuple[float, ...] | None:
     """The chain noise values a row's evaluation chooses from (stacked CAE rows only)."""
-    return CAE_CHAIN_NOISE_GRID if cfg.baseline == "scae" else None
+    return CAE_CHAIN_NOISE_GRID if family_of(cfg).tunable_noise else None
 
 
 # Chain settings `gmmn reproduce` may give the baseline rows' evaluations (their flags
@@ -309,7 +308,7 @@ def _reproduce(p: Plan, *, on_event: Event | None) -> dict:
                 _check_samples_fit(p, splits_of[cfg.seed].dim)
             runs.append(_run(cfg, splits_of[cfg.seed], p, say))
         rows.append(_row(model, runs))
-        if p.chain and model.configs[0].baseline:
+        if p.chain and family_of(model.configs[0]).samples_by_chain:
             rows[-1]["chain"] = dict(p.chain)
     table = {"dataset": p.dataset, "quick": p.quick, "n_samples": p.n_samples,
              "iterations_scale": p.scale, "rows": rows, "real_data": _real_row(rows),
@@ -342,22 +341,24 @@ def _run(cfg: TrainConfig, splits, p: Plan, say: Event) -> dict:
     """Train (or resume, or keep) one run and evaluate it with its own seed."""
     from gmmn.api import load_run
     from gmmn.evaluate.report import evaluate_run
-    from gmmn.training.checkpoint import load_checkpoint
+    from gmmn.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
     from gmmn.training.run import resolve_device, run_training
+    from gmmn.training.rundir import METRICS_NAME
 
     rel = run_dir_name(cfg)
     run_dir = p.out / rel
     # Resuming a finished run only checks that its settings match; an unfinished one
     # continues from its checkpoint; a missing one starts.
-    say(f"{cfg.preset} seed {cfg.seed}: training ({cfg.iterations} iterations) in {run_dir}")
+    say(f"{cfg.preset} seed {cfg.seed}: training ({cfg.model.iterations} iterations) in "
+        f"{run_dir}")
     fit = run_training(cfg, out_dir=run_dir, resume=True, splits=splits).fit_check
     if fit is not None and fit.failed:  # still scored: the table shows what it is worth
         say(f"{cfg.preset} seed {cfg.seed}: warning: {fit.message()}")
-    train_seconds = float(load_checkpoint(run_dir / "checkpoint.pt")["elapsed"])
+    train_seconds = float(load_checkpoint(run_dir / CHECKPOINT_NAME)["elapsed"])
     # `gmmn evaluate` runs on the CPU unless told otherwise; so does this, so that the
     # printed command recomputes the same numbers.
     eval_device = str(resolve_device(p.device)) if p.device else "cpu"
-    chain = dict(p.chain) if cfg.baseline else {}
+    chain = dict(p.chain) if family_of(cfg).samples_by_chain else {}
     eval_dir = run_dir / eval_dir_name(chain)
     timing_path = eval_dir / "timing.json"
     grid = chain_noise_grid(cfg)
@@ -367,16 +368,18 @@ def _run(cfg: TrainConfig, splits, p: Plan, say: Event) -> dict:
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
     report_path = eval_dir / "report.json"
     if (report_path.exists() and {k: timing.get(k) for k in want} == want
-            and report_path.stat().st_mtime >= (run_dir / "checkpoint.pt").stat().st_mtime):
+            and report_path.stat().st_mtime >= (run_dir / CHECKPOINT_NAME).stat().st_mtime):
         say(f"{cfg.preset} seed {cfg.seed}: evaluation done before, kept")
         report = json.loads(report_path.read_text())
     else:
         say(f"{cfg.preset} seed {cfg.seed}: evaluating ({p.n_samples} Parzen samples)")
         t0 = time.perf_counter()
-        run = load_run(run_dir, device=eval_device).with_chain(**chain)
-        report = evaluate_run(run, splits, out_dir=eval_dir, n_samples=p.n_samples,
-                              seed=cfg.seed, metrics_file=run_dir / "metrics.jsonl",
-                              chain_noise_grid=grid)
+        run = load_run(run_dir, device=eval_device)
+        # A baseline's chains start from these training rows (never test rows).
+        sampler = run.sampler(rows=splits.train, **chain)
+        report = evaluate_run(sampler, splits, out_dir=eval_dir, n_samples=p.n_samples,
+                              seed=cfg.seed, metrics_file=run_dir / METRICS_NAME,
+                              chain_noise_grid=grid, status=run.status)
         timing = {**want, "seconds": time.perf_counter() - t0}
         _write_text(timing_path, json.dumps(timing) + "\n")
     return {

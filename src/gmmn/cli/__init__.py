@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 # Nothing here imports torch (gmmn.errors does not): main() must set OMP_WAIT_POLICY first.
 from gmmn import __version__
+from gmmn.cli.text import plain, show_default
 from gmmn.errors import GMMNError, TrainingInterrupted
 
 # Subcommand modules, in the order `gmmn --help` lists them.
@@ -32,28 +33,6 @@ _COMMANDS: tuple[str, ...] = (
     "gmmn.cli.data",
     "gmmn.cli.mmd_test",
 )
-
-# ``code`` and :role:`target` (a leading ~ keeps the last dotted part, as Sphinx shows it).
-_LITERAL = re.compile(r"``(.+?)``", re.DOTALL)
-_ROLE = re.compile(r":[a-z]+(?::[a-z]+)?:`(~?)([^`]+)`")
-
-
-def plain(text: str) -> str:
-    """``text`` without the Sphinx markup of the docstrings that serve as help."""
-    text = _LITERAL.sub(r"\1", text)
-    return _ROLE.sub(lambda m: m[2].rsplit(".", 1)[-1] if m[1] else m[2], text)
-
-
-def show_default(value) -> str:
-    """A default as it is typed on the command line: 1,2 for a tuple, none for None."""
-    if value is None:
-        return "none"
-    if isinstance(value, (tuple, list)):
-        return ",".join(show_default(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
-
 
 class HelpFormatter(argparse.HelpFormatter):
     """Descriptions keep their paragraphs (module docstrings serve as descriptions), each one

@@ -109,10 +109,11 @@ def _summary(splits) -> dict:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from gmmn.config import RANGES
+    from gmmn.config import TrainConfig
     from gmmn.data import load_dataset
 
-    low, high = RANGES["seed"][:2]  # the seed picks the split, as gmmn train --seed does
+    # the seed picks the split, as gmmn train --seed does: the same range
+    low, high = TrainConfig.__dataclass_fields__["seed"].metadata["bounds"][:2]
     if not low <= args.seed <= high:
         raise ConfigError(f"--seed must be from {low} to {high}, as for gmmn train, got "
                           f"{args.seed}")

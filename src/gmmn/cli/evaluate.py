@@ -57,11 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=main)
 
 
-CHAIN_FLAGS = ("chains", "burn_in", "thin", "chain_noise", "chain_noise_space")
-
-
-def _load_run(run_dir: pathlib.Path, *, device: Any) -> Any:
-    """The trained run; its own module so tests can swap in a fake run."""
+def _load_run(run_dir: pathlib.Path, *, device: Any):
+    """The trained run (:class:`gmmn.api.Run`)."""
     from gmmn.api import load_run
 
     return load_run(run_dir, device=device)
@@ -74,7 +71,7 @@ def report_path(out: pathlib.Path | None, run_dir: pathlib.Path, *,
 
     from gmmn.evaluate.report import report_files
     from gmmn.training.checkpoint import CHECKPOINT_NAME
-    from gmmn.training.run import RUN_FILES
+    from gmmn.training.rundir import METRICS_NAME, RUN_FILES
 
     if out is None:
         return run_dir / ("eval-reconstructions" if reconstructions else "eval") / "report.json"
@@ -89,19 +86,12 @@ def report_path(out: pathlib.Path | None, run_dir: pathlib.Path, *,
     if folder.resolve() == run_dir.resolve() or (folder / CHECKPOINT_NAME).exists():
         # A run folder: the report's files must not replace the run's own.
         clash = [f for f in files if any(fnmatch(f, pat) for pat in (*RUN_FILES,
-                                                                      "metrics.jsonl"))]
+                                                                      METRICS_NAME))]
         if clash:
             raise OutputError(f"--out {given} would overwrite the run's {clash[0]} in {folder}; "
                               f"choose another folder (the default is "
                               f"{run_dir / 'eval'}) or another report name")
     return out
-
-
-def _dataset_of(run: Any) -> str | None:
-    cfg = getattr(run, "config", None)
-    if isinstance(cfg, dict):
-        return cfg.get("dataset")
-    return getattr(cfg, "dataset", None)
 
 
 class _Bars:
@@ -138,6 +128,7 @@ def main(args: argparse.Namespace) -> int:
     from gmmn.data import load_dataset
     from gmmn.evaluate.report import evaluate_run, parse_metrics
     from gmmn.training.run import resolve_device
+    from gmmn.training.rundir import METRICS_NAME
 
     # A bad name fails before the slow loading; the default set waits for the data's kind.
     chosen = parse_metrics(args.metrics) if args.metrics is not None else None
@@ -152,31 +143,33 @@ def main(args: argparse.Namespace) -> int:
     grid = args.chain_noise if args.chain_noise and len(args.chain_noise) > 1 else None
     args.chain_noise = args.chain_noise[0] if args.chain_noise and not grid else None
     run = _load_run(args.run, device=device)
-    if any(getattr(args, k, None) is not None for k in CHAIN_FLAGS):
-        from gmmn.cli.sample import with_chain_flags
+    from gmmn.cli.sample import chain_flags
+    from gmmn.families import family_of
 
-        run = with_chain_flags(run, args)
-    name = args.dataset or _dataset_of(run)
-    if name is None:
-        raise CheckpointError(f"the run in {args.run} does not name its dataset; pass --dataset")
+    chain = chain_flags(args)
+    run.sampler(**chain)  # a prior run refuses chain flags before the data is loaded
+    if grid and not family_of(run.config).tunable_noise:
+        raise ConfigError("a grid of chain noise values is only chosen for stacked CAE runs "
+                          "(family scae), whose chain has that noise; give one value or "
+                          "none")
+    name = args.dataset or run.config.dataset
     # The run's seed fixed its split (digits, user data): evaluate on the same held-out rows.
     cfg = run.config
-    seed = cfg.get("seed", 0) if isinstance(cfg, dict) else getattr(cfg, "seed", 0)
-    data_dir = args.data_dir or (cfg.get("data_dir") if isinstance(cfg, dict)
-                                 else getattr(cfg, "data_dir", None))
-    splits = load_dataset(name, data_dir=data_dir, seed=seed)
+    splits = load_dataset(name, data_dir=args.data_dir or cfg.data_dir, seed=cfg.seed)
     chosen = parse_metrics(args.metrics, tabular=splits.image_shape is None)
     if args.reconstructions:
-        from gmmn.api import Reconstructions
-
         chosen = tuple(m for m in chosen if m != "interpolation")
-        run = Reconstructions(run, splits.train)
+        sampler = run.reconstructions(splits.train)
+    else:
+        # A baseline's chains start from these training rows (never test rows).
+        sampler = run.sampler(rows=splits.train, **chain)
     bars = _Bars()
     try:
-        report = evaluate_run(run, splits, out_dir=out.parent, metrics_to_run=chosen,
+        report = evaluate_run(sampler, splits, out_dir=out.parent, metrics_to_run=chosen,
+                              status=run.status,
                               n_samples=args.n_samples, seed=args.seed,
                               parzen_variant=args.parzen_variant,
-                              metrics_file=args.run / "metrics.jsonl",
+                              metrics_file=args.run / METRICS_NAME,
                               chain_noise_grid=grid, progress=bars, report_name=out.stem)
     finally:
         bars.close()

@@ -39,7 +39,8 @@ def add_chain_flags(p: argparse.ArgumentParser, *, noise_grid: bool = False) -> 
     """The chain settings of a baseline run (default: the ones stored in its config).
 
     ``noise_grid``: ``--chain-noise`` also takes a comma-separated list, read as a tuple."""
-    from gmmn.config import field_help, flag
+    from gmmn.config import flag
+    from gmmn.sampling import SamplingConfig
 
     group = p.add_argument_group("baseline chains (DBN, stacked CAE, deep GSN runs; default: "
                                  "the run's config)")
@@ -50,7 +51,7 @@ def add_chain_flags(p: argparse.ArgumentParser, *, noise_grid: bool = False) -> 
                  "validation Parzen log-likelihood is used" if name == "chain_noise"
                  and noise_grid else "")
         group.add_argument(flag(name), dest=name, type=kind, default=None,
-                           help=field_help(name) + extra)
+                           help=SamplingConfig.help_of(name) + extra)
 
 
 def _noise_values(text: str) -> tuple[float, ...]:
@@ -62,17 +63,18 @@ def _noise_values(text: str) -> tuple[float, ...]:
     return values
 
 
-def with_chain_flags(run, args: argparse.Namespace):
-    """``run`` with the chain flags of ``args`` applied (a ConfigError for other runs)."""
-    from gmmn.api import CHAIN_FIELDS
+def chain_flags(args: argparse.Namespace) -> dict:
+    """The chain settings given on the command line (a prior sampler refuses any)."""
+    from gmmn.sampling import CHAIN_FIELDS
 
-    return run.with_chain(**{k: getattr(args, k, None) for k in CHAIN_FIELDS})
+    return {k: getattr(args, k, None) for k in CHAIN_FIELDS}
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from gmmn.api import SAMPLE_SEEDS, load_run
+    from gmmn.api import load_run
+    from gmmn.sampling import SAMPLE_SEEDS
     from gmmn.training.run import resolve_device
 
     out = Path(args.out)
@@ -84,18 +86,16 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.seed < SAMPLE_SEEDS:
         raise ConfigError(f"--seed must be from 0 to 2**64 - 1, got {args.seed}")
     device = resolve_device(args.device)
-    model = with_chain_flags(load_run(args.run, device=device), args)
-    if args.data_dir is not None:
-        model = model.with_data_dir(args.data_dir)
+    model = load_run(args.run, device=device)
+    sampler = model.sampler(data_dir=args.data_dir, **chain_flags(args))
     if out.suffix.lower() == ".png" and model.image_shape is None:
         raise ConfigError(f"the run in {args.run} is not image data; write .npy or .csv")
     # The samples, their CPU copy and the widest layer's activations, before allocating.
-    hidden = model.config.baseline_hidden if model.baseline else model.config.hidden
-    widest = max((*hidden, model.dim))
+    widest = max((model.dim, *(max(p.shape) for p in model.model.parameters() if p.ndim == 2)))
     check_fits(4.0 * args.n * (2 * model.dim + widest), device=device,
                what=f"--n {args.n} samples of {model.dim} dimensions",
                fix="draw fewer samples per call")
-    x = model.sample(args.n, seed=args.seed).cpu()
+    x = sampler.sample(args.n, seed=args.seed).cpu()
     prepare_folder(out.parent, what="the folder of --out")
     if out.suffix.lower() == ".png":
         from gmmn.grid import save_grid

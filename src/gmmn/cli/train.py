@@ -1,7 +1,11 @@
 """``gmmn train``: run a preset, with any config field overridden by its flag.
 
-Flags are generated from :class:`gmmn.config.TrainConfig`'s fields, so ``--data-batch-size``
-is the field ``data_batch_size`` and the key ``data_batch_size`` of config.json.
+Flags are generated from the settings dataclasses (the run's, the sampling's and every model
+family's, :mod:`gmmn.families`), so ``--data-batch-size`` is the field ``data_batch_size`` of
+the family's settings and the key ``data_batch_size`` of config.json's ``model`` section. A
+flag the chosen preset's family does not have is refused with its name. ``--family`` trains
+another family from a preset's shared settings (``--autoencoder``, ``--gan`` and
+``--baseline NAME`` are its older spellings).
 """
 
 from __future__ import annotations
@@ -12,14 +16,39 @@ import logging
 import types
 import typing
 
-from gmmn.config import TrainConfig, field_help, field_types
+from gmmn.config import TrainConfig
 from gmmn.config import flag as config_flag
 from gmmn.errors import ConfigError
+from gmmn.families import FAMILIES, setting_classes, switch_family
 from gmmn.presets import TABULAR_PRESET
 from gmmn.progress import TrainingProgress
 
 # Flags this command defines itself (not generated from the config).
-_OWN = ("preset",)
+_OWN = ("preset", "family")
+# The flat layout's family switches, still accepted: --autoencoder (gmmn-ae), --gan, and
+# --baseline dbn|scae|gsn|none.
+_OLD_SWITCHES = ("autoencoder", "gan", "baseline")
+
+
+def field_types() -> dict[str, typing.Any]:
+    """Every setting's name -> type hint, over the run's, the sampling's and every family's
+    dataclass (a name two families share has one type)."""
+    out: dict[str, typing.Any] = {}
+    for cls in setting_classes().values():
+        for name, hint in cls.hints().items():
+            if name in cls.__dataclass_fields__ and name not in TrainConfig.SECTIONS:
+                out.setdefault(name, hint)
+    return out
+
+
+def field_help(name: str, family: str | None = None) -> str | None:
+    """The help of setting ``name``: from ``family``'s dataclass where it has it."""
+    classes = setting_classes()
+    order = [classes[family]] if family in classes else []
+    for cls in [*order, *classes.values()]:
+        if name in cls.__dataclass_fields__:
+            return cls.help_of(name)
+    return None
 
 
 def _is_optional(hint) -> bool:
@@ -84,6 +113,16 @@ def parse_sigmas(text: str) -> tuple[float, ...]:
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("config fields (default: the preset's value)")
+    group.add_argument("--family", default=None, choices=list(FAMILIES),
+                       help="train this model family from the preset's shared settings "
+                            "(default: the preset's)")
+    group.add_argument("--autoencoder", dest="autoencoder",
+                       action=argparse.BooleanOptionalAction, default=None,
+                       help="older spelling of --family gmmn-ae (--no-autoencoder: gmmn)")
+    group.add_argument("--gan", dest="gan", action=argparse.BooleanOptionalAction,
+                       default=None, help="older spelling of --family gan")
+    group.add_argument("--baseline", dest="baseline", default=None,
+                       help="older spelling of --family dbn, scae or gsn (none: gmmn)")
     for name, hint in field_types().items():
         if name in _OWN:
             continue
@@ -106,6 +145,26 @@ def config_overrides(args: argparse.Namespace) -> dict:
         if value is not None:
             out[name] = None if value is _NONE else value
     return out
+
+
+def family_flag(args: argparse.Namespace) -> str | None:
+    """The family asked for by --family or one of its older spellings (None: the preset's)."""
+    asked = []
+    if getattr(args, "family", None) is not None:
+        asked.append(args.family)
+    if getattr(args, "autoencoder", None) is not None:
+        asked.append("gmmn-ae" if args.autoencoder else "gmmn")
+    if getattr(args, "gan", None) is not None:
+        asked.append("gan" if args.gan else "gmmn")
+    baseline = getattr(args, "baseline", None)
+    if baseline is not None:
+        if baseline.lower() != "none" and baseline not in FAMILIES:
+            raise ConfigError(f"unknown --baseline {baseline!r}; choose dbn, scae, gsn or none")
+        asked.append("gmmn" if baseline.lower() == "none" else baseline)
+    if len(set(asked)) > 1:
+        raise ConfigError(f"the flags ask for more than one model family ({', '.join(asked)}); "
+                          f"a run trains one: keep one of them")
+    return asked[0] if asked else None
 
 
 # The preset whose values `gmmn train --help` shows as the defaults when no --preset is given:
@@ -149,16 +208,14 @@ def show_preset_defaults(parser: argparse.ArgumentParser, preset: str | None) ->
     """Write the values of ``preset`` (None: :data:`DEFAULT_PRESET`) into the help of the
     config flags, as "(default: VALUE)"; an unknown name changes nothing (the run reports it).
     """
-    from gmmn.cli import show_default
+    from gmmn.cli.text import show_default
     from gmmn.presets import PRESETS
 
     cfg = PRESETS.get(preset or DEFAULT_PRESET)
-    if cfg is not None:
-        source = f"preset {cfg.preset}'s value"
-    elif preset is None:
-        cfg, source = TrainConfig(), "TrainConfig's value"
-    else:
+    if cfg is None:
         return
+    source = f"preset {cfg.preset}'s value"
+    values = cfg.flat()
     title = f"config fields (default: {source}" + (")" if preset else "; with --preset P, P's)")
     names = set(field_types()) - set(_OWN)
     for group in parser._action_groups:
@@ -167,37 +224,45 @@ def show_preset_defaults(parser: argparse.ArgumentParser, preset: str | None) ->
         if actions:
             group.title = title
         for action in actions:
-            value, flag = getattr(cfg, action.dest), config_flag(action.dest)
+            flag = config_flag(action.dest)
+            if action.dest not in values:
+                action.help = (f"{field_help(action.dest)} (not a setting of family "
+                               f"{cfg.family})")
+                continue
+            value = values[action.dest]
             if isinstance(action, argparse.BooleanOptionalAction) and value is not None:
                 shown = flag if value else f"--no-{flag[2:]}"  # the flag that gives it
             elif action.dest == "sigmas" and value is None:
                 shown = "median"  # what parse_sigmas reads as None
             else:
                 shown = show_default(value)
-            action.help = f"{field_help(action.dest)} (default: {shown.replace('%', '%%')})"
+            action.help = (f"{field_help(action.dest, cfg.family)} "
+                           f"(default: {shown.replace('%', '%%')})")
 
 
-def build_config(args: argparse.Namespace, out: str) -> tuple[TrainConfig, dict | None]:
-    """The run's config, and the checkpoint of ``out`` when resuming one (read once, here).
+def build_config(args: argparse.Namespace, out: str
+                 ) -> tuple[TrainConfig, tuple[TrainConfig, dict] | None]:
+    """The run's config, and the stored config and checkpoint of ``out`` when resuming one
+    (read once, here).
 
     Resuming starts from the stored config; a ``--preset`` that differs from the stored one
     is refused where every resume is checked (:func:`gmmn.training.run.run_training`).
     """
     from gmmn.presets import get_preset
-    from gmmn.training.run import load_resume
+    from gmmn.training.rundir import load_resume
 
     overrides = config_overrides(args)
+    family = family_flag(args)
     loaded = load_resume(out) if args.resume else None
     if loaded is not None:
-        base, state = loaded
+        base = loaded[0]
         if args.preset is not None:
             base = dataclasses.replace(base, preset=args.preset)
     else:
-        base, state = get_preset(_preset_of(args)), None
-    try:
-        return dataclasses.replace(base, **overrides), state
-    except TypeError as exc:  # pragma: no cover - flags are generated from the fields
-        raise ConfigError(str(exc)) from exc
+        base = get_preset(_preset_of(args))
+    if family is not None:
+        base = switch_family(base, family)
+    return base.override(**overrides), loaded
 
 
 def _preset_of(args: argparse.Namespace) -> str:

@@ -8,6 +8,7 @@ standardisation and the ``unit_interval`` flag are decided in one place.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -242,3 +243,11 @@ def make_splits(name: str, parts: dict[str, np.ndarray], *, source: str,
         std=None if std is None else t(std),
         label_names=tuple(label_names) if label_names else None,
     )
+
+
+def fingerprint(x: torch.Tensor) -> dict:
+    """Shape, range and SHA-256 of a float32 tensor's bytes: what a resume compares, and what
+    a baseline's chains check their starting rows against."""
+    a = x.detach().to("cpu", torch.float32).contiguous().numpy()
+    return {"shape": list(a.shape), "min": float(a.min()), "max": float(a.max()),
+            "sha256": hashlib.sha256(a.data).hexdigest()}

@@ -54,7 +54,9 @@ from gmmn.evaluate.markdown import (  # noqa: F401 (noise_choice_text: for gmmn.
 )
 from gmmn.evaluate.metrics import PR_K
 from gmmn.evaluate.protocol import FRESH_SEED_OFFSET, choose_on_validation, parzen_protocol
+from gmmn.families.chain import ChainSampler
 from gmmn.files import RunLock, prepare_folder, write_error
+from gmmn.sampling import Sampler
 
 log = logging.getLogger(__name__)
 
@@ -132,16 +134,18 @@ def _check_report_name(name: str) -> None:
                           f"starting with {_TMP_PREFIX}")
 
 
-def evaluate_run(run: Any, splits: Splits, *, out_dir: pathlib.Path | str,
+def evaluate_run(sampler: Sampler, splits: Splits, *, out_dir: pathlib.Path | str,
                  metrics_to_run: Sequence[str] | None = None, n_samples: int = 10000,
-                 seed: int = 0,
+                 seed: int = 0, status: dict | None = None,
                  parzen_variant: str = "gmmn", metrics_file: pathlib.Path | str | None = None,
                  cache_dir: pathlib.Path | str | None = None,
                  chain_noise_grid: Sequence[float] | None = None,
                  progress: StageProgress | None = None,
                  report_name: str = DEFAULT_REPORT) -> dict:
-    """Compute the chosen metrics and figures; write ``<report_name>.json`` and ``.md`` (by
-    default report.json and report.md) and the figures in out_dir.
+    """Compute the chosen metrics and figures of ``sampler``'s samples against ``splits``;
+    write ``<report_name>.json`` and ``.md`` (by default report.json and report.md) and the
+    figures in out_dir. ``status`` (:attr:`gmmn.api.Run.status`): whether the run finished,
+    recorded in the report.
 
     ``metrics_to_run`` None: :data:`METRICS` for images, :data:`TABULAR_METRICS` for a table
     (``splits.image_shape`` None). For a table ``n_samples`` is also the number of samples
@@ -164,7 +168,7 @@ def evaluate_run(run: Any, splits: Splits, *, out_dir: pathlib.Path | str,
         except OSError as exc:
             raise write_error(exc, final / f"{report_name}.json") from exc
         try:
-            report = _evaluate(run, splits, out, report_name=report_name,
+            report = _evaluate(sampler, splits, out, status=status, report_name=report_name,
                                metrics_to_run=metrics_to_run, n_samples=n_samples, seed=seed,
                                parzen_variant=parzen_variant, metrics_file=metrics_file,
                                cache_dir=cache_dir, chain_noise_grid=chain_noise_grid,
@@ -197,20 +201,9 @@ def _commit(tmp: pathlib.Path, final: pathlib.Path, report_name: str) -> None:
         raise write_error(exc, final / reports[0]) from exc
 
 
-def run_status(run: Any) -> dict | None:
-    """``done``, ``stage`` and ``iteration`` of a run loaded from a checkpoint (None when the
-    object does not say, e.g. a test's fake run)."""
-    inner = getattr(run, "run", run)  # Reconstructions wrap a Run
-    done = getattr(inner, "done", None)
-    if done is None:
-        return None
-    return {"done": bool(done), "stage": getattr(inner, "stage", None),
-            "iteration": int(getattr(inner, "iteration", 0) or 0)}
-
-
-def _evaluate(run: Any, splits: Splits, out: pathlib.Path, *, report_name, metrics_to_run,
-              n_samples, seed, parzen_variant, metrics_file, cache_dir, chain_noise_grid,
-              progress) -> dict:
+def _evaluate(run: Sampler, splits: Splits, out: pathlib.Path, *, status, report_name,
+              metrics_to_run, n_samples, seed, parzen_variant, metrics_file, cache_dir,
+              chain_noise_grid, progress) -> dict:
     prefix = "" if report_name == DEFAULT_REPORT else report_name + "-"
 
     def figure(key: str) -> pathlib.Path:  # where the figure of that key is made
@@ -221,17 +214,13 @@ def _evaluate(run: Any, splits: Splits, out: pathlib.Path, *, report_name, metri
     report: dict[str, Any] = {"dataset": splits.name, "n_samples": n_samples, "seed": seed,
                               "metrics": list(chosen), "figures": {},
                               "data_kind": "image" if shape is not None else "tabular"}
-    status = run_status(run)
-    if callable(getattr(run, "use_training_rows", None)):
-        # Baselines start their chains from training rows (never test rows): these ones.
-        run = run.use_training_rows(splits.train)
     selection = None
     if chain_noise_grid:
         run, selection = _choose_chain_noise(run, splits, chain_noise_grid, n_samples=n_samples,
                                              seed=seed, progress=progress)
-    chain = getattr(run, "chain_settings", None)
-    if isinstance(chain, dict):  # a baseline: its samples depend on how the chain ran
-        report["chain"] = {**chain, "starts": "training rows picked by the sampling seed"}
+    if run.settings is not None:  # a baseline: its samples depend on how the chain ran
+        report["chain"] = {**run.settings.to_dict(),
+                           "starts": "training rows picked by the sampling seed"}
         if selection is not None:
             report["chain"]["noise_selection"] = selection
     if status is not None:
@@ -262,7 +251,7 @@ def _training_curves(report: dict, metrics_file, path: pathlib.Path) -> None:
         report["training_curves"] = {"skipped": str(exc)}
 
 
-def _draw(run: Any, n: int, seed: int) -> torch.Tensor:
+def _draw(run: Sampler, n: int, seed: int) -> torch.Tensor:
     samples = torch.as_tensor(run.sample(n, seed=seed))
     return samples.detach().reshape(samples.shape[0], -1).float().cpu()
 
@@ -272,7 +261,7 @@ def _image_sizes(samples: int, test: int, train: int, **extra: int) -> dict:
             "too_small": test < MIN_TRUSTED_IMAGES}
 
 
-def _image_metrics(report: dict, run: Any, splits: Splits, figure: Callable,
+def _image_metrics(report: dict, run: Sampler, splits: Splits, figure: Callable,
                    chosen: Sequence[str], *, n_samples, seed, parzen_variant, metrics_file,
                    cache_dir, progress) -> None:
     shape = splits.image_shape
@@ -306,7 +295,7 @@ def _image_metrics(report: dict, run: Any, splits: Splits, figure: Callable,
         report["nn"]["figure"] = report["figures"]["nn"] = figures.save_nearest_neighbours(
             samples[:NN_FIGURE_ROWS], splits.train, figure("nn"),
             image_shape=shape).name
-    if "interpolation" in chosen and getattr(run, "prior_dim", 0) is None:
+    if "interpolation" in chosen and run.prior_dim is None:
         # A baseline (DBN, CAE, GSN) samples by its Markov chain: no prior to walk across.
         report["interpolation"] = {"skipped": "the model has no prior (it samples by its own "
                                               "Markov chain)"}
@@ -335,7 +324,7 @@ def _validation_rows(splits: Splits, variant: str) -> int:
         else int(splits.validation.shape[0])
 
 
-def _tabular_metrics(report: dict, run: Any, splits: Splits, figure: Callable,
+def _tabular_metrics(report: dict, run: Sampler, splits: Splits, figure: Callable,
                      chosen: Sequence[str], *, n_samples, seed, parzen_variant, metrics_file,
                      cache_dir, progress) -> None:
     """The tabular metrics and figures: samples and rows in the data's own units."""
@@ -359,21 +348,20 @@ def _tabular_metrics(report: dict, run: Any, splits: Splits, figure: Callable,
                                            seed=seed + TRAIN_REF_SEED_OFFSET))
 
 
-def _choose_chain_noise(run: Any, splits: Splits, grid: Sequence[float], *, n_samples: int,
-                        seed: int, progress) -> tuple[Any, dict]:
+def _choose_chain_noise(run: Sampler, splits: Splits, grid: Sequence[float], *,
+                        n_samples: int, seed: int, progress) -> tuple[Sampler, dict]:
     """``run`` with the chain noise of ``grid`` that validation prefers, and the scores."""
-    cfg = getattr(run, "config", None)
-    if getattr(cfg, "baseline", None) != "scae":
+    if not (isinstance(run, ChainSampler) and run.tunable_noise):
         raise ConfigError("a grid of chain noise values is only chosen for stacked CAE runs "
-                          "(--baseline scae), whose chain has that noise; give one value or "
+                          "(family scae), whose chain has that noise; give one value or "
                           "none")
     values = sorted({float(v) for v in grid})
     if any(not math.isfinite(v) or v < 0 for v in values):
         raise ConfigError(f"chain noise values must be finite and >= 0; got {list(grid)}")
-    choice = choose_on_validation({v: run.with_chain(chain_noise=v).sample for v in values},
+    choice = choose_on_validation({v: run.with_settings(chain_noise=v).sample for v in values},
                                   splits, n_samples=n_samples, seed=seed,
                                   progress=_stage(progress, "chain noise (validation)"))
-    return run.with_chain(chain_noise=choice.best), choice.to_dict()
+    return run.with_settings(chain_noise=choice.best), choice.to_dict()
 
 
 def _classifier_metrics(report: dict, chosen: Sequence[str], samples, real, train_ref,

@@ -28,7 +28,6 @@ loss that rose at the end make a :class:`FitCheck` whose message names the fix.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from gmmn.config import AUTO_FIELDS, TrainConfig
 from gmmn.data.splits import Splits, standardized
 from gmmn.errors import FitCheckFailed
 from gmmn.models import sigmoid_output
-from gmmn.training.stages import median_distance
+from gmmn.training.blocks import median_distance
 
 log = logging.getLogger(__name__)
 
@@ -60,34 +59,38 @@ def median_sigmas(x: torch.Tensor, *, seed: int = 0, n: int = 1000) -> tuple[flo
     return tuple(median_distance(x, seed=seed, n=n) * r for r in MEDIAN_RATIOS)
 
 
-def resolve(cfg: TrainConfig, splits: Splits) -> tuple[TrainConfig, Splits, dict]:
-    """``cfg`` with every field that is None in :data:`gmmn.config.AUTO_FIELDS` chosen from
+def resolve(cfg: TrainConfig, splits: Splits, *, data_space: bool
+            ) -> tuple[TrainConfig, Splits, dict]:
+    """``cfg`` with every setting that is None in :data:`gmmn.config.AUTO_FIELDS` chosen from
     ``splits`` (rules in the module docstring); the splits the run trains on (standardised
-    when ``cfg.standardize`` is, or becomes, True); and the chosen values, by field."""
+    when ``cfg.standardize`` is, or becomes, True); and the chosen values, by field.
+    ``data_space``: the family's generator writes data rows itself (a GMMN or GAN, not an
+    autoencoder or a Markov chain), so raw values outside [0, 1] deserve a warning."""
     chosen: dict = {}
+    given = cfg.flat()
     if cfg.standardize is None:
         chosen["standardize"] = not splits.unit_interval
     if cfg.standardize or chosen.get("standardize"):
         splits = standardized(splits)  # a no-op for splits the loader standardised
-    elif not splits.unit_interval and cfg.baseline is None and not cfg.autoencoder:
+    elif not splits.unit_interval and data_space:
         log.warning("%s: values lie outside [0, 1] and --no-standardize keeps them as they "
                     "are: the generator's output is linear and the kernel scales must fit the "
                     "raw units (--standardize, or no --preset, is recommended)", splits.source)
-    if cfg.data_batch_size is None:
+    if "data_batch_size" in given and given["data_batch_size"] is None:
         chosen["data_batch_size"] = min(len(splits.train), MAX_AUTO_BATCH)
-    if cfg.sigmas is None:
+    if "sigmas" in given and given["sigmas"] is None:
         chosen["sigmas"] = median_sigmas(splits.train, seed=cfg.seed)
-    if cfg.prior_dim is None:
+    if "prior_dim" in given and given["prior_dim"] is None:
         chosen["prior_dim"] = min(max(MIN_AUTO_PRIOR, 2 * splits.dim), MAX_AUTO_PRIOR)
-    if cfg.lr is None:
-        sigmoid = sigmoid_output(cfg, unit_interval=splits.unit_interval)
+    if "lr" in given and given["lr"] is None:
+        sigmoid = sigmoid_output(given["output"], unit_interval=splits.unit_interval)
         chosen["lr"] = SIGMOID_LR if sigmoid else LINEAR_LR
     if chosen:
         shown = ", ".join(f"{k} {show_value(v)}" for k, v in chosen.items())
         log.info("chosen from the data (%d rows, %d features): %s", len(splits.train),
                  splits.dim, shown)
-    out = dataclasses.replace(cfg, **chosen)
-    assert all(getattr(out, k) is not None for k in AUTO_FIELDS)
+    out = cfg.override(**chosen)
+    assert all(out.get(k, 0) is not None for k in AUTO_FIELDS)
     return out, splits, chosen
 
 
@@ -149,7 +152,8 @@ class FitCheck:
 
 @torch.no_grad()
 def check_fit(samples: torch.Tensor, train: torch.Tensor, losses: list[float], *,
-              cfg: TrainConfig, linear: bool) -> FitCheck:
+              lr: float, standardize: bool, iterations: int, linear: bool,
+              suggest_no_preset: bool) -> FitCheck:
     """Compare ``samples`` (n, D) with the ``train`` rows they should resemble, both in the
     units the model trained in, and the logged ``losses`` of its last stage.
 
@@ -158,6 +162,8 @@ def check_fit(samples: torch.Tensor, train: torch.Tensor, losses: list[float], *
     [0, 1], and a pixel that is nearly always 0 has a tiny range); when the median
     per-feature sd ratio leaves 0.2-5; or when the loss's last tenth averages 50 % above its
     lowest tenth. The check binds (``failed``) for runs of ``MIN_CHECKED_ITERATIONS`` or more.
+    ``lr``, ``standardize`` and ``iterations`` are the run's; ``suggest_no_preset``: the
+    advice may point to the settings chosen from the data (no --preset).
     """
     s = samples.detach().double().cpu()
     x = train.detach().double().cpu()
@@ -181,15 +187,15 @@ def check_fit(samples: torch.Tensor, train: torch.Tensor, losses: list[float], *
     if rise is not None and rise > LOSS_RISE:
         problems.append(f"the loss rose at the end ({rise:.0%} above its lowest stretch)")
     # A tenth of the lr, and for a linear output no more than the lr that converged on tables.
-    lower = cfg.lr * 0.1 if cfg.lr is not None else LINEAR_LR
+    lower = lr * 0.1 if lr is not None else LINEAR_LR
     lower = f"{min(lower, LINEAR_LR) if linear else lower:g}"
     advice = (f"lower the learning rate (--lr {lower})"
-              + ("" if not linear or cfg.standardize else " and standardise the data "
+              + ("" if not linear or standardize else " and standardise the data "
                  "(--standardize)")
-              + ("" if cfg.gan or cfg.preset == "tabular-gmmn" else
+              + ("" if not suggest_no_preset else
                  ", or train with no --preset to let gmmn choose settings from the data"))
     return FitCheck(float(far), ratio, rise, tuple(problems), advice,
-                    binding=cfg.iterations >= MIN_CHECKED_ITERATIONS)
+                    binding=iterations >= MIN_CHECKED_ITERATIONS)
 
 
 def _loss_rise(losses: list[float]) -> float | None:

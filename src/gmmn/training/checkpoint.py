@@ -36,8 +36,8 @@ import torch
 
 from gmmn.config import TrainConfig
 from gmmn.errors import CheckpointError, ConfigError
+from gmmn.families import config_from_dict, family_of
 from gmmn.files import atomic_write
-from gmmn.training.stages import stage_names
 
 FORMAT = "gmmn-checkpoint-1"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -107,7 +107,7 @@ def checkpoint_config(state: dict, source: str | os.PathLike) -> TrainConfig:
         raise CheckpointError(f"{source} holds a config that is not a JSON object; the "
                               f"checkpoint is damaged")
     try:
-        cfg = TrainConfig.from_dict(data, source=str(source))
+        cfg = config_from_dict(data, source=str(source))
     except (TypeError, ConfigError) as exc:
         raise CheckpointError(f"{source} holds an invalid config: {exc}") from exc
     check_entries(state, cfg, source)
@@ -139,10 +139,8 @@ def check_entries(state: dict, cfg: TrainConfig, source: str | os.PathLike) -> N
 
 
 def stage_iterations(cfg: TrainConfig, name: str) -> int:
-    """The length of stage ``name`` of a run of ``cfg`` (one of :func:`stage_names`)."""
-    if name.startswith("pretrain-"):
-        return cfg.pretrain_iterations
-    return cfg.finetune_iterations if name == "finetune" else cfg.iterations
+    """The length of stage ``name`` of a run of ``cfg`` (one of its family's stages)."""
+    return family_of(cfg).stage_iterations(cfg, name)
 
 
 def _real(v) -> bool:
@@ -211,7 +209,7 @@ def _check_model(model) -> None:
 
 def _check_progress(state: dict, cfg: TrainConfig) -> None:
     """Stage index, iteration, stage name, stage state and done agree with the config."""
-    names = stage_names(cfg)
+    names = family_of(cfg).stage_names(cfg)
     index = _whole(state, "stage_index", 0, len(names))
     if index < len(names):
         _whole(state, "iteration", 0, stage_iterations(cfg, names[index]))

@@ -46,8 +46,9 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from gmmn.config import TrainConfig, flag
+from gmmn.config import TrainConfig
 from gmmn.errors import ConfigError
+from gmmn.families import family_of
 from gmmn.training.loop import Hooks
 
 log = logging.getLogger(__name__)
@@ -115,24 +116,7 @@ def check_config(cfg: TrainConfig, world_size: int, *, local_rank: int = 0) -> N
     """Refuse settings that cannot run on ``world_size`` workers, before any training."""
     if world_size == 1:
         return
-    if cfg.baseline is not None:
-        # The baseline stages take no data-parallel hooks: every worker would train the whole
-        # model on its own and write the same run folder.
-        raise ConfigError(f"the {cfg.baseline} baseline trains in one process; run it with "
-                          f"`gmmn train`, not under torchrun ({world_size} workers)")
-    if cfg.gan:
-        # GanStage is not data-parallel (gmmn.training.gan says why): the workers would each
-        # train the same GAN whole.
-        raise ConfigError(f"the GAN baseline trains in one process; run it with `gmmn train`, "
-                          f"not under torchrun ({world_size} workers)")
-    for name in ("sample_batch_size", "data_batch_size"):
-        b = getattr(cfg, name)
-        if b % world_size:
-            lo, hi = b // world_size * world_size, -(-b // world_size) * world_size
-            near = f"{lo} or {hi}" if lo else str(hi)
-            raise ConfigError(f"{flag(name)} {b} does not split evenly over "
-                              f"{world_size} workers; use a multiple of {world_size} "
-                              f"(e.g. {near})")
+    family_of(cfg).check_world(cfg, world_size)  # its stages say what splits over workers
     if cfg.device.startswith("cuda:"):
         raise ConfigError(f"--device {cfg.device} names one GPU, but each of the "
                           f"{world_size} workers uses GPU LOCAL_RANK; use --device cuda")

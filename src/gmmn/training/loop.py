@@ -2,7 +2,8 @@
 
 Every stage of every model — data-space GMMN, code-space GMMN, autoencoder pretraining and
 fine-tuning — runs through :func:`train_loop`. What differs between them lives in a
-:class:`Stage` (see :mod:`gmmn.training.stages`), which the loop knows only through this interface:
+:class:`Stage` (each family's, :mod:`gmmn.families`), which the loop knows only through this
+interface:
 
 * ``stage.parts``: a sequence of :class:`Part`, each one optimiser, its schedule and the loss
   it minimises. The loop runs the parts of an iteration in order. GMMN and autoencoders have
@@ -83,6 +84,9 @@ class Stage:
     iterations: int = 0
     parts: Sequence[Part] = ()
     check_every: int = 1  # iterations between the loop's checks for a non-finite loss
+    # Whether the loop hands this stage the run's data-parallel hooks (gather, gradient
+    # all-reduce); a stage that is not runs whole on every worker.
+    data_parallel: bool = False
 
     def after_step(self, t: int) -> dict[str, float]:
         return {}

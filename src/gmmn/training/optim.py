@@ -155,7 +155,7 @@ class Adam:
 
 
 ADAM_BETA2 = 0.999
-# --gan-optimizer name -> optimiser (config.GAN_OPTIMIZERS lists the same names)
+# --gan-optimizer name -> optimiser (gmmn.families.gan.GAN_OPTIMIZERS lists the same names)
 OPTIMIZERS = {"sgd": ReleasedSGD, "adam": Adam}
 
 
