@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-slow lint bench
+.PHONY: setup demo test test-unit test-slow lint bench
 
 # The CPU build of torch lies on this machine's disk; GPU users install their own torch first.
 $(BIN)/gmmn: pyproject.toml
@@ -22,13 +22,18 @@ demo: setup
 	$(BIN)/gmmn train --preset digits-gmmn-ae --out runs/digits-gmmn-ae
 	$(BIN)/gmmn evaluate --run runs/digits-gmmn-ae
 
+# Three tiers (README, Development). `make test`, the default `pytest` run: unit + integration
+# (pyproject's addopts: -m 'not slow').
 test: setup
 	$(BIN)/python -m pytest
 
-# The long fault tests (real signals, SIGKILL loops, two runs on one folder), kept out of the
-# quick default run; CI runs them after `make test` (docs/reliability.md).
-# The slow tier: signal and kill-loop fault tests, end-to-end preset runs, fresh-interpreter
-# memory checks. CI runs both tiers.
+# The unit tier alone: no training run, no subprocess (under a minute).
+test-unit: setup
+	$(BIN)/python -m pytest -m 'not slow and not integration'
+
+# The slow tier: subprocesses and fresh interpreters, real signals and SIGKILL loops, two runs
+# on one folder, torchrun, real full disks, the full digits presets, a whole quick reproduce
+# (docs/reliability.md). CI runs it after `make test`, so CI runs every tier.
 test-slow: setup
 	$(BIN)/python -m pytest -m slow
 

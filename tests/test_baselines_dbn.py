@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 
+import pytest
 import torch
 
 from gmmn.baselines.dbn import DBN
@@ -75,6 +76,7 @@ def test_up_pass_feeds_each_layer_probabilities():
     assert torch.equal(dbn.up(x, 0), x)
 
 
+@pytest.mark.integration
 def test_cd1_training_raises_the_exact_likelihood():
     g = torch.Generator().manual_seed(3)
     rbm = RBM(6, 4, init_std=0.01, generator=g).double()

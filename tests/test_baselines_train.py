@@ -84,6 +84,7 @@ def test_config_refuses_bad_baseline_settings():
     assert config_from_dict(old) == get_preset("digits-gmmn")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", BASELINE_PRESETS)
 def test_preset_trains_and_samples_by_its_chain(name, tmp_path):
     cfg = tiny(name)
@@ -112,6 +113,7 @@ def test_preset_trains_and_samples_by_its_chain(name, tmp_path):
         run.decode_prior(torch.zeros(2, 10))
 
 
+@pytest.mark.integration
 def test_chains_start_only_from_the_training_rows(tmp_path):
     cfg = tiny("digits-gsn", iterations=2)
     run_training(cfg, out_dir=tmp_path)
@@ -130,6 +132,7 @@ def test_chains_start_only_from_the_training_rows(tmp_path):
     assert torch.allclose(sampler.sample(1, seed=0), expected)
 
 
+@pytest.mark.integration
 def test_gmmn_runs_refuse_chain_settings(tmp_path):
     cfg = get_preset("digits-gmmn").override(iterations=2, hidden=(8,),
                               sample_batch_size=16, data_batch_size=16, sample_every=0)
@@ -159,6 +162,7 @@ def test_averaged_momentum_and_annealing_by_hand():
     assert annealed(lr=0.1, momentum=0.0, every=0, factor=0.5)(10 ** 6) == (0.1, 0.0)
 
 
+@pytest.mark.integration
 def test_sample_and_evaluate_cli_on_a_baseline_run(tmp_path, monkeypatch, capsys):
     from gmmn.cli import main
 
@@ -185,6 +189,7 @@ def test_sample_and_evaluate_cli_on_a_baseline_run(tmp_path, monkeypatch, capsys
     assert "Parzen" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 def test_evaluate_chooses_the_cae_chain_noise_on_validation(tmp_path, monkeypatch, capsys):
     from gmmn.cli import main
 
@@ -302,6 +307,7 @@ def test_reproduce_digits_baseline_rows(tmp_path, monkeypatch, capsys):
     assert json.loads(again.read_text())["parzen"]["mean"] == run["parzen"]["mean"]
 
 
+@pytest.mark.integration
 def test_baselines_refuse_data_outside_the_unit_interval(tmp_path):
     with pytest.raises(ConfigError, match="--standardize"):
         run_training(tiny("digits-dbn", standardize=True), out_dir=tmp_path / "a")
@@ -311,6 +317,7 @@ def test_baselines_refuse_data_outside_the_unit_interval(tmp_path):
         run_training(tiny("digits-gsn", dataset=str(tmp_path / "x.npy")), out_dir=tmp_path / "b")
 
 
+@pytest.mark.integration
 def test_the_estimator_api_refuses_baseline_presets():
     from gmmn.api import GMMN
 

@@ -4,7 +4,6 @@ import logging
 import os
 import subprocess
 import sys
-import types
 
 import pytest
 
@@ -22,6 +21,7 @@ def test_unknown_command_exits_with_usage_error():
         raise AssertionError("argparse accepted an unknown command")
 
 
+@pytest.mark.slow
 def test_python_m_gmmn_help_runs(cli):
     out = cli("--help")
     assert out.returncode == 0, out.stderr
@@ -49,6 +49,7 @@ def test_main_waits_passively_unless_the_user_chose_a_wait_policy(monkeypatch, c
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
+@pytest.mark.slow
 def test_importing_the_cli_neither_loads_torch_nor_touches_the_environment():
     # OpenMP reads its wait policy when torch loads it: main() can only set it first if
     # importing the CLI has not loaded torch already.
@@ -72,7 +73,9 @@ def test_a_worker_quietens_only_the_gmmn_logger_and_only_during_its_run(monkeypa
 
     @contextlib.contextmanager
     def launch():
-        yield types.SimpleNamespace(main=False, from_main=from_main)  # a worker, not rank 0
+        from gmmn.training.loop import Hooks
+
+        yield Hooks(main=False, from_main=from_main)  # a worker, not rank 0
 
     monkeypatch.setattr(distributed, "launch", launch)
     gmmn_log, root = logging.getLogger("gmmn"), logging.getLogger()

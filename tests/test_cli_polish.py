@@ -126,6 +126,7 @@ def test_train_help_without_a_preset_shows_the_default_preset(capsys, monkeypatc
     assert lines[0].startswith("usage: gmmn train") and len(lines[0]) < 100
 
 
+@pytest.mark.slow
 def test_version_prints_without_importing_torch():
     code = ("import sys; from gmmn.cli import main; rc = main(['--version']); "
             "assert 'torch' not in sys.modules, 'torch loaded'; sys.exit(rc)")
@@ -283,6 +284,7 @@ def _finished(code: int, stderr: str) -> bool:
     return code == 0 or (code == 2 and "error: training finished, but" in stderr)
 
 
+@pytest.mark.slow
 def test_train_logs_lines_not_carriage_returns_when_stderr_is_a_file(tmp_path):
     err = tmp_path / "stderr.txt"
     with err.open("w") as fh:
@@ -298,6 +300,7 @@ def test_train_logs_lines_not_carriage_returns_when_stderr_is_a_file(tmp_path):
     assert len(lines) == 2 + 19  # every 2 iterations (40 // 20), the last one is the end line
 
 
+@pytest.mark.integration
 def test_train_without_progress_still_prints_the_stage_lines(tmp_path, capsys):
     code = main(["train", *_TINY, "--out", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err

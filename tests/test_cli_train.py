@@ -30,6 +30,7 @@ def ae_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.integration
 def test_train_writes_the_run_files(ae_run):
     names = {p.name for p in ae_run.iterdir()}
     assert {"config.json", "metrics.jsonl", "checkpoint.pt", "samples.png",
@@ -43,6 +44,7 @@ def test_train_writes_the_run_files(ae_run):
     assert rows[-1]["iteration"] == 12
 
 
+@pytest.mark.slow
 def test_sample_is_deterministic_and_follows_the_extension(ae_run, tmp_path, cli):
     for seed, name in ((1, "a.npy"), (1, "b.npy"), (2, "c.npy")):
         assert main(["sample", "--run", str(ae_run), "--n", "7", "--seed", str(seed),
@@ -59,6 +61,7 @@ def test_sample_is_deterministic_and_follows_the_extension(ae_run, tmp_path, cli
     assert Image.open(tmp_path / "g.png").size[0] > 32
 
 
+@pytest.mark.integration
 def test_load_run_rebuilds_the_model(ae_run):
     run = load_run(ae_run)
     assert run.prior_dim == 10 and run.image_shape == (8, 8) and run.splits_name == "digits"
@@ -69,6 +72,7 @@ def test_load_run_rebuilds_the_model(ae_run):
     assert torch.equal(run.sample(5, seed=3), run.sample(5, seed=3))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("args,message", [
     (["--preset", "nope"], "unknown preset"),
     (["--preset", "digits-gmmn", "--iterations", "0"], "--iterations must be positive"),
@@ -83,6 +87,7 @@ def test_bad_flags_give_one_line(args, message, tmp_path, capsys):
     assert message in err and len(err.splitlines()) == 1, err
 
 
+@pytest.mark.slow
 def test_cuda_requested_without_cuda_is_one_clear_line(tmp_path, cli):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -109,6 +114,7 @@ def test_sigmas_flag_takes_a_paper_set_or_numbers():
     assert parse_sigmas("0.5,2") == (0.5, 2.0)
 
 
+@pytest.mark.integration
 def test_autoencoder_preset_refuses_data_smaller_than_its_code():
     cfg = get_preset("digits-gmmn-ae").override(iterations=2)
     splits = array_splits(np.random.default_rng(0).random((50, 6), dtype=np.float32))
@@ -116,6 +122,7 @@ def test_autoencoder_preset_refuses_data_smaller_than_its_code():
         run_training(cfg, splits=splits)
 
 
+@pytest.mark.integration
 def test_api_fit_sample_save_load(tmp_path):
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(300, 3)) * 0.5 + 2).astype(np.float32)  # not in [0, 1]: linear
@@ -138,13 +145,15 @@ def test_api_fit_sample_save_load(tmp_path):
         GMMN().sample(3)
 
 
+@pytest.mark.integration
 def test_samples_of_standardised_data_come_back_in_data_units(tmp_path):
-    from types import SimpleNamespace
+    from gmmn.data import Splits
 
     z = torch.from_numpy(np.random.default_rng(0).normal(size=(400, 2)).astype(np.float32))
     mean, std = torch.tensor([100.0, -5.0]), torch.tensor([10.0, 0.1])
-    splits = SimpleNamespace(name="standardised", train=z, image_shape=None,
-                             unit_interval=False, source="test", mean=mean, std=std)
+    splits = Splits(name="standardised", train=z, validation=z[:0], test=z[:0],
+                    train_labels=None, validation_labels=None, test_labels=None,
+                    image_shape=None, source="test", unit_interval=False, mean=mean, std=std)
     cfg = get_preset("digits-gmmn").override(iterations=200, hidden=(16,),
                               lr=0.1, sample_batch_size=64, data_batch_size=64,
                               sigmas=(0.5, 1.0, 2.0), sample_every=0)
@@ -165,6 +174,7 @@ def test_digits_presets_end_to_end(preset, tmp_path, cli):
     assert (tmp_path / "samples.png").exists()
 
 
+@pytest.mark.integration
 def test_reconstructions_decode_the_codes_of_the_rows_they_draw(ae_run):
     from gmmn.api import Reconstructions
     from gmmn.data import load_dataset
@@ -183,6 +193,7 @@ def test_reconstructions_decode_the_codes_of_the_rows_they_draw(ae_run):
         Reconstructions(run, images[:, :10])
 
 
+@pytest.mark.integration
 def test_evaluate_reconstructions_writes_its_own_report(ae_run, tmp_path, capsys):
     code = main(["evaluate", "--run", str(ae_run), "--reconstructions", "--metrics",
                  "parzen,nn", "--n-samples", "200"])
@@ -194,6 +205,7 @@ def test_evaluate_reconstructions_writes_its_own_report(ae_run, tmp_path, capsys
     assert "no prior to interpolate" in capsys.readouterr().err
 
 
+@pytest.mark.integration
 def test_reconstructions_need_an_autoencoder(tmp_path):
     from gmmn.api import Reconstructions
     from gmmn.errors import DataError
@@ -205,6 +217,7 @@ def test_reconstructions_need_an_autoencoder(tmp_path):
         Reconstructions(load_run(tmp_path), torch.zeros(3, 64))
 
 
+@pytest.mark.slow
 def test_code_space_match_script_compares_generated_and_real_codes(ae_run):
     import os
     import pathlib
@@ -221,6 +234,7 @@ def test_code_space_match_script_compares_generated_and_real_codes(ae_run):
     assert "median pairwise distance: generated" in out.stdout
 
 
+@pytest.mark.integration
 def test_cli_resume_reads_the_checkpoint_once_and_refuses_another_preset(tmp_path, monkeypatch,
                                                                          capsys):
     import gmmn.training.rundir as rundir
@@ -242,6 +256,7 @@ def test_cli_resume_reads_the_checkpoint_once_and_refuses_another_preset(tmp_pat
     assert len(reads) == 1
 
 
+@pytest.mark.integration
 def test_sample_data_dir_is_refused_for_a_run_that_samples_its_prior(ae_run, tmp_path, capsys):
     assert main(["sample", "--run", str(ae_run), "--data-dir", str(tmp_path), "--out",
                  str(tmp_path / "s.npy")]) == 2

@@ -150,6 +150,6 @@ def test_every_old_flat_preset_upgrades_to_todays_preset():
     from gmmn.presets import PRESETS
 
     old = json.loads((FIXTURES / "presets_flat.json").read_text())
-    assert sorted(old) == sorted(PRESETS)
+    assert set(old) <= set(PRESETS) and len(old) == 22  # presets added since are new
     for name, flat in old.items():
         assert config_from_dict(flat, source=f"preset {name}") == PRESETS[name], name

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
 
 
 def test_info_on_digits_human_and_json(cli, tmp_path):

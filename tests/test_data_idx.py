@@ -62,6 +62,7 @@ def fashion():
     return load_dataset("fashion-mnist", download=False)
 
 
+@pytest.mark.integration
 @needs_fashion
 def test_fashion_shapes_range_and_source(fashion):
     assert fashion.train.shape == (55000, 784)
@@ -74,6 +75,7 @@ def test_fashion_shapes_range_and_source(fashion):
     assert fashion.label_names[9] == "Ankle boot"
 
 
+@pytest.mark.integration
 @needs_fashion
 def test_fashion_test_set_keeps_official_order(fashion):
     raw_labels = _raw_idx("t10k-labels-idx1-ubyte.gz", 8)
@@ -83,6 +85,7 @@ def test_fashion_test_set_keeps_official_order(fashion):
     assert torch.equal(fashion.test[123], torch.from_numpy(raw_images[123] / np.float32(255)))
 
 
+@pytest.mark.integration
 @needs_fashion
 def test_fashion_label_counts_and_validation_rule(fashion):
     assert torch.bincount(fashion.test_labels).tolist() == [1000] * 10
@@ -94,6 +97,7 @@ def test_fashion_label_counts_and_validation_rule(fashion):
     assert np.array_equal(fashion.validation_labels.numpy(), raw_labels[held_out])
 
 
+@pytest.mark.integration
 @needs_fashion
 def test_fashion_split_is_the_papers_whatever_the_run_seed(fashion):
     # A run with --seed 3 must be scored on the same validation images as one with seed 0.
@@ -228,3 +232,18 @@ def test_matching_checksum_is_accepted(tmp_path):
 def test_unknown_name_is_reported():
     with pytest.raises(DataError, match="'mnsit' is neither a dataset name"):
         load_dataset("mnsit")
+
+
+def test_the_gan_split_trains_on_the_first_50000_images_in_file_order(tmp_path):
+    arrays = tiny_arrays(n_train=50004)
+    write_tiny(tmp_path, arrays)
+    s = load_idx_dataset(TINY, data_dir=tmp_path, split="gan")
+    images = arrays["train-images-idx3-ubyte.gz"].astype(np.float32) / 255
+    assert s.train.shape[0] == 50000 and s.validation.shape[0] == 4
+    assert np.array_equal(s.train.numpy().reshape(images[:50000].shape), images[:50000])
+    assert np.array_equal(s.validation.numpy().reshape(images[50000:].shape), images[50000:])
+    write_tiny(tmp_path / "small")  # 12 training images
+    with pytest.raises(DataError, match="needs more; use --split paper"):
+        load_idx_dataset(TINY, data_dir=tmp_path / "small", split="gan")
+    with pytest.raises(DataError, match="--split gan is the GAN paper's MNIST split"):
+        load_dataset("digits", split="gan")

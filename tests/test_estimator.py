@@ -165,6 +165,7 @@ def test_config_overrides_refuses_fields_set_elsewhere_and_unknown_ones(x):
             GMMN(config_overrides=fields)._config(splits)
 
 
+@pytest.mark.integration
 def test_bad_values_are_config_errors_from_fit_not_from_init(x):
     model = GMMN(lr=-1.0, hidden="8", sigmas="abc")  # stored as given: no check in __init__
     assert model.lr == -1.0
@@ -176,6 +177,7 @@ def test_bad_values_are_config_errors_from_fit_not_from_init(x):
 
 # --- random_state -----------------------------------------------------------------------------
 
+@pytest.mark.integration
 def test_random_state_makes_fits_reproducible(x, fitted):
     again = GMMN(random_state=3, **TINY).fit(x)
     assert np.array_equal(again.sample(50, seed=0), fitted.sample(50, seed=0))
@@ -221,6 +223,7 @@ def test_unfitted_use_raises_not_fitted_error(tmp_path):
     assert not (tmp_path / "m.pt").exists()
 
 
+@pytest.mark.integration
 def test_fit_sets_the_fitted_attributes_and_keeps_the_parameters(x, fitted):
     check_is_fitted(fitted)
     assert fitted.n_features_in_ == 3
@@ -233,6 +236,7 @@ def test_fit_sets_the_fitted_attributes_and_keeps_the_parameters(x, fitted):
     assert fitted.sample(4).shape == (4, 3)
 
 
+@pytest.mark.integration
 def test_clone_round_trip_gives_an_unfitted_copy(fitted):
     model = GMMN(config_overrides={"late_from": 5}, hidden=[8], **{
         k: v for k, v in TINY.items() if k != "hidden"})
@@ -247,6 +251,7 @@ def test_clone_round_trip_gives_an_unfitted_copy(fitted):
     check_is_fitted(fitted)  # the original stays fitted
 
 
+@pytest.mark.integration
 def test_pickle_and_load_keep_the_fitted_model(tmp_path, fitted):
     s = fitted.sample(20, seed=1)
     assert np.array_equal(pickle.loads(pickle.dumps(fitted)).sample(20, seed=1), s)
@@ -263,6 +268,7 @@ def test_pickle_and_load_keep_the_fitted_model(tmp_path, fitted):
     assert (cfg.lr, cfg.sigmas, cfg.seed) == (0.1, fitted.config_.sigmas, 3)
 
 
+@pytest.mark.integration
 def test_progress_is_a_parameter_and_fit_can_override_it(x, capsys):
     model = GMMN(**{**TINY, "progress": "stages"})
     model.fit(x)
@@ -271,6 +277,7 @@ def test_progress_is_a_parameter_and_fit_can_override_it(x, capsys):
     assert "stage gmmn" not in capsys.readouterr().err
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("data, message", [
     (np.ones((1, 3)), r"N >= 2, got shape \(1, 3\)"),
     (np.empty((12, 0)), r"empty \(shape \(12, 0\)\)"),

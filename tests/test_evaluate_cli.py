@@ -38,6 +38,7 @@ def cache(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.integration
 def test_report_has_every_metric_beside_its_reference(cache):
     sp = load_dataset("digits")
     metrics_file = cache / "metrics.jsonl"

@@ -154,6 +154,7 @@ def test_mmd_test_statistic_is_the_unbiased_mmd2_and_rejects_only_a_shift():
     assert T.mmd_test(a + [1.0, 0, 0, 0], b, sigma=2.0, seed=0)["p_value"] <= 0.002
 
 
+@pytest.mark.integration
 def test_c2st_separates_different_data_and_is_near_a_half_for_alike_data():
     rng = np.random.default_rng(6)
     a, b = rng.normal(size=(150, 4)), rng.normal(size=(150, 4))
@@ -177,6 +178,7 @@ def test_c2st_separates_different_data_and_is_near_a_half_for_alike_data():
     assert "skipped" in T.classifier_test(a[:1], b, seed=0)
 
 
+@pytest.mark.integration
 def test_the_report_picks_the_tabular_metrics_for_a_table(tmp_path):
     sp = _splits()
     assert sp.image_shape is None
@@ -210,6 +212,7 @@ def test_the_report_picks_the_tabular_metrics_for_a_table(tmp_path):
     assert good["mmd-test"]["sigma"] == bad["mmd-test"]["sigma"]  # from real rows only
 
 
+@pytest.mark.integration
 def test_a_small_test_split_is_flagged(tmp_path):
     report = evaluate_run(TableRun(), _splits(n_test=40), out_dir=tmp_path,
                           metrics_to_run=["marginals", "c2st"], n_samples=100)
@@ -218,6 +221,7 @@ def test_a_small_test_split_is_flagged(tmp_path):
     assert "**Too small to trust**" in md and "40 test rows, fewer than 50" in md
 
 
+@pytest.mark.integration
 def test_parzen_on_a_table_uses_a_grid_in_the_data_scale(tmp_path):
     sp, big = _splits(), _splits(scale=1000.0)
     r = evaluate_run(TableRun(), sp, out_dir=tmp_path / "a", metrics_to_run=["parzen"],
@@ -252,6 +256,7 @@ def test_image_metrics_on_a_table_and_table_metrics_on_images_are_refused(tmp_pa
     assert parse_metrics(None) == METRICS
 
 
+@pytest.mark.integration
 def test_cli_evaluates_a_table_file_with_the_tabular_set(tmp_path, monkeypatch, capsys):
     rng = np.random.default_rng(2)
     data = tmp_path / "table.npz"
@@ -296,6 +301,7 @@ def test_the_image_report_gains_sample_sizes_and_a_small_sample_note(tmp_path, m
                                                          (tmp_path / "e").iterdir()}
 
 
+@pytest.mark.integration
 def test_tabular_figures_are_pngs_of_the_expected_layout(tmp_path):
     rng = np.random.default_rng(7)
     s, d = rng.normal(size=(100, 20)), rng.normal(size=(40, 20))

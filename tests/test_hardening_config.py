@@ -98,6 +98,7 @@ def test_a_learning_rate_product_beyond_float32_is_refused():
     config_with(lr=None, late_lr_factor=1e10)  # chosen from the data: checked once chosen
 
 
+@pytest.mark.integration
 def test_a_huge_lr_is_one_line_on_the_command_line_and_in_the_api(tmp_path, capsys):
     out = tmp_path / "run"
     for lr in ("1e300", "1e39"):
@@ -179,6 +180,7 @@ def _mutations(state: dict) -> list[tuple[str, object]]:
     return out
 
 
+@pytest.mark.integration
 def test_every_damaged_entry_is_one_checkpoint_error_for_load_run(tiny_run, tmp_path):
     state = load_checkpoint(tiny_run / "checkpoint.pt")
     mutations = _mutations(state)
@@ -211,6 +213,7 @@ def _set(value, *path):
     return change
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("damage", [
     _pop("rng"), _pop("stage_state"), _pop("metrics_offset"), _pop("elapsed"),
     _set("abc", "iteration"), _set("x", "data", "dim"), _set(-1, "data", "dim"),
@@ -238,6 +241,7 @@ def test_damaged_checkpoints_are_one_line_on_resume_sample_and_load_run(half_run
         load_run(out)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("stage_state", [{}, {"optimizers": "x"}, {"optimizers": {}},
                                          {"optimizers": {"mmd": {"lr": 1}}}])
 def test_a_stage_state_that_does_not_fit_its_stage_is_one_line_on_resume(
@@ -251,6 +255,7 @@ def test_a_stage_state_that_does_not_fit_its_stage_is_one_line_on_resume(
     _one_line_error(capsys, str(out / "checkpoint.pt"), "stage_state")
 
 
+@pytest.mark.integration
 def test_stage_index_and_iteration_are_checked_against_the_stages_of_the_config(tiny_run,
                                                                                  tmp_path):
     state = load_checkpoint(tiny_run / "checkpoint.pt")
@@ -319,6 +324,7 @@ def test_weights_that_the_last_step_made_infinite_are_divergence():
     assert not bool(torch.isfinite(stage.w).all())
 
 
+@pytest.mark.integration
 def test_a_short_diverging_gan_is_never_marked_done(tmp_path, capsys):
     out = tmp_path / "run"
     gan = ["--preset", "digits-gan", "--out", str(out), *TINY_FLAGS, "--iterations", "5",
@@ -334,6 +340,7 @@ def test_a_short_diverging_gan_is_never_marked_done(tmp_path, capsys):
 
 # --- row 14: seeds ---------------------------------------------------------------------------
 
+@pytest.mark.integration
 @pytest.mark.parametrize("seed", ["18446744073709551616", "-9223372036854775809", "-1"])
 def test_out_of_range_seeds_are_one_line(tiny_run, tmp_path, capsys, seed):
     assert main(["sample", "--run", str(tiny_run), "--n", "3", "--seed", seed,
@@ -346,6 +353,7 @@ def test_out_of_range_seeds_are_one_line(tiny_run, tmp_path, capsys, seed):
     _one_line_error(capsys, "--seed must be")
 
 
+@pytest.mark.integration
 def test_api_seeds_are_range_checked_and_numpy_integers_accepted(tiny_run):
     run = load_run(tiny_run)
     for seed in (2**64, -1, "a", 1.5, True):
@@ -391,6 +399,7 @@ def test_numpy_and_float_whole_numbers_are_accepted_by_the_mmd_functions():
         x, y, memory_budget=2048, permutations=20)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("n", [2.5, "3", None, True])
 def test_sample_counts_that_are_not_whole_numbers_are_one_data_error(tiny_run, n):
     model = GMMN.load(tiny_run / "checkpoint.pt")
@@ -399,6 +408,7 @@ def test_sample_counts_that_are_not_whole_numbers_are_one_data_error(tiny_run, n
     assert model.sample(np.int64(2)).shape == (2, 64)
 
 
+@pytest.mark.integration
 def test_sample_counts_that_cannot_fit_are_refused_before_allocating(tiny_run):
     # Before: the allocator's RuntimeError ("you tried to allocate 40000000000000 bytes").
     with pytest.raises(DataError, match="10000000000 samples of 64 dimensions needs at least"):
@@ -407,12 +417,14 @@ def test_sample_counts_that_cannot_fit_are_refused_before_allocating(tiny_run):
         GMMN.load(tiny_run / "checkpoint.pt").sample(10**12)
 
 
+@pytest.mark.integration
 def test_a_network_that_cannot_fit_is_refused_before_allocating():
     x = np.random.default_rng(0).random((20, 3))
     with pytest.raises(ConfigError, match="weights needs at least .* --hidden"):
         GMMN(iterations=2, hidden=(10**12,)).fit(x)
 
 
+@pytest.mark.integration
 def test_sparse_training_data_is_one_data_error_saying_so():
     x = torch.rand(20, 3)
     for sparse in (x.to_sparse(), x.to_sparse_csr()):
@@ -425,6 +437,7 @@ def test_sparse_training_data_is_one_data_error_saying_so():
 
 # --- row 19: gmmn reproduce's arguments -------------------------------------------------------
 
+@pytest.mark.integration
 @pytest.mark.parametrize("flags, message", [
     (["--models", ","], "--models names no model"),
     (["--iterations-scale", "inf"], "--iterations-scale must be positive and finite"),
@@ -507,6 +520,7 @@ def test_counting_as_it_goes_gives_the_p_value_of_the_whole_null(estimator, budg
 
 # --- row 21a: a finished run that lost its final sample grid ----------------------------------
 
+@pytest.mark.integration
 def test_resuming_a_finished_run_rewrites_a_lost_sample_grid(tmp_path):
     cfg = get_preset("digits-gmmn").override(**TINY)
     out = tmp_path / "run"

@@ -127,6 +127,7 @@ def test_an_rgba_folder_is_read_as_rgb_without_alpha(tmp_path):
     assert float(images.sum()) == 5.0
 
 
+@pytest.mark.slow
 def test_a_colour_folder_trains_and_samples_a_colour_png(tmp_path):
     folder = tmp_path / "faces"
     folder.mkdir()
@@ -196,6 +197,7 @@ def _png(path: Path, width: int, height: int, *, colour: bool = False,
                      + chunk(b"IEND", b""))
 
 
+@pytest.mark.integration
 def test_a_20000_by_20000_png_is_one_line_before_decoding(tmp_path):
     _png(tmp_path / "bomb.png", 20000, 20000)  # 400 MB of pixels in under 2 MB
     assert (tmp_path / "bomb.png").stat().st_size < 2 << 20
@@ -218,6 +220,7 @@ def test_an_image_whose_pixels_cannot_fit_is_refused_from_its_header(tmp_path, m
     assert "needs at least" in text and "shrink that image or remove it" in text
 
 
+@pytest.mark.slow
 def test_images_are_decoded_one_at_a_time_under_a_memory_cap(tmp_path):
     # 24 PNGs of 16 MB of pixels each (16 KB of file), read at 8x8 with 150 MB to spare:
     # decoding them all before resizing (as before) needs 384 MB and fails.
@@ -332,6 +335,7 @@ def test_a_complex_tfd_is_refused_not_cast_to_real(tmp_path):
 
 # --- row 21b: a .npy too big for memory --------------------------------------------------------
 
+@pytest.mark.slow
 def test_an_npy_too_big_for_memory_says_the_memory_it_needs(tmp_path):
     # A real, whole .npy of four times the memory free, as a sparse file (no disk used).
     rows = 4 * available_bytes() // 8192 + 1
@@ -357,6 +361,7 @@ def test_an_npy_too_big_for_memory_says_the_memory_it_needs(tmp_path):
         assert "not a readable numpy file" not in text and "save it again" not in text
 
 
+@pytest.mark.slow
 def test_an_npz_claiming_an_array_too_big_for_memory_says_the_memory_it_needs(tmp_path):
     # A compressed member can claim any shape in a few bytes; its header alone is read.
     path = tmp_path / "claim.npz"

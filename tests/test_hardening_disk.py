@@ -52,6 +52,7 @@ def _cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
                           text=True, env=cli_env(), cwd=cwd, timeout=300)
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_the_checkpoint_is_the_promised_line(tmp_path):
     with small_disk(tmp_path / "disk") as disk:
         fill(disk, leave=80 * 1024)  # config.json fits; the ~0.9 MB checkpoint does not
@@ -63,6 +64,7 @@ def test_a_full_disk_during_the_checkpoint_is_the_promised_line(tmp_path):
         assert not list((disk / "run").glob("*.tmp"))  # no half-written temporary left
 
 
+@pytest.mark.slow
 def test_torchs_hidden_full_disk_error_is_recognised_in_process(tmp_path):
     import torch
 
@@ -73,6 +75,7 @@ def test_torchs_hidden_full_disk_error_is_recognised_in_process(tmp_path):
         assert not list(disk.glob("ck.pt*"))
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_logging_metrics_leaves_whole_lines(tmp_path):
     import torch
 
@@ -98,6 +101,7 @@ def test_a_full_disk_while_logging_metrics_leaves_whole_lines(tmp_path):
         assert text.endswith(b"\n") and all(line.startswith(b"{") for line in text.splitlines())
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_sample_npy_says_no_space(tmp_path):
     run = tmp_path / "run"
     done = _cli("train", *TINY, "--out", str(run))

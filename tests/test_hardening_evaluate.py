@@ -97,6 +97,7 @@ def _fill(disk: pathlib.Path, *, leave: int) -> None:
 
 # --- row 2: an existing folder as --out ------------------------------------------------------
 
+@pytest.mark.integration
 def test_a_folder_as_out_gets_the_report_inside_and_nothing_beside_it(run, capsys):
     (run / "eval").mkdir()
     before = _files(run)
@@ -112,6 +113,7 @@ def test_a_folder_as_out_gets_the_report_inside_and_nothing_beside_it(run, capsy
 
 # --- row 2b: a named report beside others --------------------------------------------------
 
+@pytest.mark.integration
 def test_a_named_report_keeps_the_other_reports_and_their_figures(run):
     assert _evaluate("--run", run) == 0
     before = _files(run / "eval")
@@ -128,6 +130,7 @@ def test_a_named_report_keeps_the_other_reports_and_their_figures(run):
 
 # --- row 2c: an --out that would overwrite the run's own files ------------------------------
 
+@pytest.mark.integration
 @pytest.mark.parametrize("target, words", [
     ("checkpoint.pt", "neither a .json report nor a folder"),
     ("samples.png", "neither a .json report nor a folder"),
@@ -142,6 +145,7 @@ def test_an_out_that_would_overwrite_run_files_is_refused(run, capsys, target, w
     assert _files(run) == before
 
 
+@pytest.mark.integration
 def test_a_report_into_another_run_folder_is_refused_and_a_named_one_in_its_own_is_not(
         run, tmp_path, capsys):
     other = pathlib.Path(shutil.copytree(run, tmp_path / "other"))
@@ -158,6 +162,7 @@ def test_a_report_into_another_run_folder_is_refused_and_a_named_one_in_its_own_
 
 # --- row 3: one evaluation (and one reproduction) at a time --------------------------------
 
+@pytest.mark.integration
 def test_a_second_evaluation_of_a_report_folder_refuses_and_leaves_the_first_alone(run,
                                                                                   capsys):
     folder = run / "eval"
@@ -201,6 +206,7 @@ def test_two_real_evaluations_of_one_run_the_second_refuses(run, capsys):
     assert not any(p.name.startswith(".") for p in (run / "eval").iterdir())
 
 
+@pytest.mark.integration
 def test_a_second_reproduce_on_one_folder_refuses_before_doing_anything(tmp_path, capsys):
     out = tmp_path / "rep"
     out.mkdir()
@@ -214,6 +220,7 @@ def test_a_second_reproduce_on_one_folder_refuses_before_doing_anything(tmp_path
 
 # --- row 11: the device ----------------------------------------------------------------------
 
+@pytest.mark.integration
 @pytest.mark.parametrize("device, words", [("foo", "unknown device 'foo'"),
                                            ("cuda", "CUDA is not available")])
 def test_a_bad_or_missing_device_is_one_line(run, capsys, device, words):
@@ -226,6 +233,7 @@ def test_a_bad_or_missing_device_is_one_line(run, capsys, device, words):
 
 # --- row 17: a damaged metrics.jsonl ---------------------------------------------------------
 
+@pytest.mark.integration
 @pytest.mark.parametrize("damage", ["garbage line", "empty", "string loss", "not an object"])
 def test_a_damaged_metrics_file_skips_only_the_training_curves(run, caplog, damage):
     metrics = run / "metrics.jsonl"
@@ -248,6 +256,7 @@ def test_a_damaged_metrics_file_skips_only_the_training_curves(run, caplog, dama
 
 # --- row 21c, 21d: folders that take no files, and read-only ones ---------------------------
 
+@pytest.mark.integration
 def test_an_out_in_a_folder_that_takes_no_files_is_one_line(run, capsys):
     if not os.path.isdir("/proc/self"):
         pytest.skip("no /proc here")
@@ -255,6 +264,7 @@ def test_an_out_in_a_folder_that_takes_no_files_is_one_line(run, capsys):
     _one_line_error(capsys, "/proc")
 
 
+@pytest.mark.slow
 def test_a_read_only_out_names_the_real_path(run, tmp_path, capsys):
     ro = tmp_path / "ro"
     with _mounted(ro, "ro,size=64k"):
@@ -276,6 +286,7 @@ def test_prepare_folder_names_the_folder_it_could_not_make(tmp_path, monkeypatch
 
 # --- row 1c: a full disk while the figures are written ---------------------------------------
 
+@pytest.mark.slow
 def test_a_full_disk_during_the_figures_is_one_line_and_keeps_the_old_report(run, tmp_path,
                                                                              capsys):
     disk = tmp_path / "disk"
@@ -290,6 +301,7 @@ def test_a_full_disk_during_the_figures_is_one_line_and_keeps_the_old_report(run
         assert _files(out) == before  # the old report whole; no temporary folder or file
 
 
+@pytest.mark.integration
 def test_a_full_disk_during_the_figures_simulated(trained, tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
@@ -310,6 +322,7 @@ def test_a_full_disk_during_the_figures_simulated(trained, tmp_path, monkeypatch
     assert _files(out) == before
 
 
+@pytest.mark.integration
 def test_load_run_checks_its_device_in_one_error(run):
     # Row 11, the API's half: the same check as `gmmn train --device`.
     import torch

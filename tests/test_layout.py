@@ -41,6 +41,7 @@ def test_mmd_core_imports_nothing_else_from_the_package_statically():
     assert not any(outside.values()), outside
 
 
+@pytest.mark.slow
 def test_importing_the_mmd_core_loads_no_other_gmmn_module():
     code = ("import sys, gmmn.mmd; print(sorted(m for m in sys.modules if m.startswith('gmmn.')"
             " and not m.startswith('gmmn.mmd')))")

@@ -84,6 +84,7 @@ def test_same_seed_same_p_value_and_bad_arguments():
         two_sample_test(x, y[:, :1])
 
 
+@pytest.mark.slow
 def test_cli_prints_json(tmp_path, cli):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "a.npy", rng.normal(size=(40, 3)))
@@ -121,6 +122,7 @@ def test_cli_bad_file_is_one_line_naming_it(tmp_path, capsys, name, content, mes
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_cli_refuses_pickles_and_ambiguous_npz_without_traceback(tmp_path, cli):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     np.savez(tmp_path / "two.npz", p=np.zeros((4, 2)), q=np.zeros((4, 2)))

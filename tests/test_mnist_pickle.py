@@ -170,6 +170,7 @@ def test_wrong_layout_is_named(tmp_path, mangle):
         read_mnist_pickle(path, rows=ROWS)
 
 
+@pytest.mark.slow
 def test_cli_error_is_one_line(cli, tmp_path):
     (tmp_path / "x.pkl.gz").write_bytes(b"\x1f\x8b not really gzip")
     out = cli("data", "import", "mnist", str(tmp_path / "x.pkl.gz"), "--data-dir",

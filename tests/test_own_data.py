@@ -49,6 +49,7 @@ def _zscore(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(0, dtype=np.float64), x.std(0, dtype=np.float64)
 
 
+@pytest.mark.integration
 def test_api_standardize_true_stores_the_hand_computed_mean_and_std(wine):
     m = GMMN(standardize=True, **TINY_API).fit(wine, progress=False)
     mean, std = _zscore(wine)
@@ -59,6 +60,7 @@ def test_api_standardize_true_stores_the_hand_computed_mean_and_std(wine):
     assert 300 < np.median(m.sample(500, seed=0)[:, 12]) < 1500
 
 
+@pytest.mark.integration
 def test_api_chooses_everything_from_the_data_with_no_arguments(wine):
     m = GMMN(**TINY_API).fit(wine, progress=False)
     cfg = m.run_.config
@@ -76,6 +78,7 @@ def test_api_chooses_everything_from_the_data_with_no_arguments(wine):
     assert isinstance(m.sample(3), np.ndarray)
 
 
+@pytest.mark.integration
 def test_unit_interval_data_is_left_as_it_is_with_the_papers_lr():
     x = np.random.default_rng(0).uniform(size=(200, 5))
     m = GMMN(**TINY_API).fit(x, progress=False)
@@ -85,6 +88,7 @@ def test_unit_interval_data_is_left_as_it_is_with_the_papers_lr():
     assert cfg.sigmas == pytest.approx(median_sigmas(torch.from_numpy(x).float(), seed=0))
 
 
+@pytest.mark.slow
 def test_cli_standardize_stores_the_z_score_of_the_training_split(tmp_path, wine):
     np.save(tmp_path / "wine.npy", wine)
     out = tmp_path / "run"
@@ -98,6 +102,7 @@ def test_cli_standardize_stores_the_z_score_of_the_training_split(tmp_path, wine
     np.testing.assert_allclose(state["data"]["std"].numpy(), std, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_cli_trains_a_file_with_no_preset_and_records_the_choices(tmp_path, wine):
     np.savetxt(tmp_path / "wine.csv", wine, delimiter=",")
     out = tmp_path / "run"
@@ -114,6 +119,7 @@ def test_cli_trains_a_file_with_no_preset_and_records_the_choices(tmp_path, wine
     assert again.returncode == 0, again.stderr
 
 
+@pytest.mark.slow
 def test_a_named_dataset_still_needs_its_preset(tmp_path):
     done = run_cli("train", "--dataset", "mnist", "--out", str(tmp_path / "r"))
     assert done.returncode == 2
@@ -121,6 +127,7 @@ def test_a_named_dataset_still_needs_its_preset(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_the_diverging_readme_case_fails_with_the_fix(tmp_path, wine):
     # The old README line: the digits preset (lr 2, pixel-sized kernels) on raw wine. Before
     # the check it exited 0 with sample means 200 data sd off.
@@ -137,6 +144,7 @@ def test_the_diverging_readme_case_fails_with_the_fix(tmp_path, wine):
     assert (out / "checkpoint.pt").exists()  # kept, for a look
 
 
+@pytest.mark.integration
 def test_the_api_raises_on_a_diverged_fit_and_keeps_the_model(wine):
     m = GMMN(preset="digits-gmmn", lr=2.0, sigmas=(0.5, 1.0, 2.0), iterations=500,
              sample_batch_size=100, hidden=(32, 32))
@@ -179,6 +187,7 @@ def test_a_short_run_warns_instead_of_failing():
     assert not check.ok and not check.binding and not check.failed
 
 
+@pytest.mark.slow
 def test_a_failed_start_leaves_no_run_folder(tmp_path):
     missing = run_cli("train", "--dataset", str(tmp_path / "nope.npy"),
                       "--out", str(tmp_path / "a"))
@@ -192,6 +201,7 @@ def test_a_failed_start_leaves_no_run_folder(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_no_download_is_one_line_and_no_folder(tmp_path):
     env = {**cli_env(), "GMMN_DATA": str(tmp_path / "empty")}
     done = subprocess.run([sys.executable, "-m", "gmmn", "train", "--preset", "mnist-gmmn",
@@ -202,6 +212,7 @@ def test_no_download_is_one_line_and_no_folder(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_mmd_test_standardize_pools_and_finds_a_shift_one_feature_hides(tmp_path, wine):
     # raw wine: the median bandwidth is set by proline (sd ~315); a 1-sd shift of malic acid
     # (sd ~1.1) is invisible to it, and plain to the test on pooled z-scores
@@ -225,6 +236,7 @@ def test_mmd_test_standardize_pools_and_finds_a_shift_one_feature_hides(tmp_path
     assert std["p_value"] == by_hand.p_value
 
 
+@pytest.mark.slow
 def test_the_api_sets_the_passive_wait_policy_unless_the_user_did():
     code = "import os; from gmmn import GMMN; print(os.environ.get('OMP_WAIT_POLICY'))"
     env = {k: v for k, v in cli_env().items() if k != "OMP_WAIT_POLICY"}
@@ -257,6 +269,7 @@ def test_a_constant_column_is_not_far_from_itself():
     assert check_fit(s, x, [], **_fit_args(cfg), linear=True).ok
 
 
+@pytest.mark.integration
 def test_run_training_resumes_a_tabular_run_given_the_unresolved_preset(tmp_path, wine):
     from gmmn.training.run import run_training
 

@@ -65,7 +65,7 @@ def test_all_distances_alike_is_exact_where_truncation_would_fail(shape, caplog)
         x = r * torch.eye(d)[n:n + 5]
         dist2 = 2 * r * r
     sig = [0.1, 0.5, 2.0]
-    with caplog.at_level(logging.DEBUG, logger="gmmn.evaluate.parzen"):
+    with caplog.at_level(logging.DEBUG, logger="gmmn.parzen"):
         got = parzen_log_densities(s, x, sigmas=sig).numpy()
     assert "dense float64 fallback" in caplog.text
     closed = [-dist2 / (2 * q * q) - 0.5 * d * math.log(2 * math.pi * q * q) for q in sig]
@@ -86,7 +86,7 @@ def test_float32_cancellation_is_avoided_far_from_the_origin(caplog):
                             / (2 * 0.1**2), dim=1) - math.log(400) \
         - 392 * math.log(2 * math.pi * 0.01)
     assert np.abs(naive.numpy() - ref[:, 0]).max() > 0.01
-    with caplog.at_level(logging.DEBUG, logger="gmmn.evaluate.parzen"):
+    with caplog.at_level(logging.DEBUG, logger="gmmn.parzen"):
         got = parzen_log_densities(s, x, sigmas=sig).numpy()
     assert "fallback" not in caplog.text  # the fast path, not the dense one, did this
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)

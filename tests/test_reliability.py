@@ -103,6 +103,7 @@ def tiny_run(tmp_path_factory):
 
 # --- row 3: a lock on the run folder -------------------------------------------------------
 
+@pytest.mark.integration
 def test_a_second_run_in_a_busy_folder_refuses_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
@@ -118,6 +119,7 @@ def test_a_second_run_in_a_busy_folder_refuses_and_writes_nothing(tmp_path, caps
 
 # --- row 11: SIGINT / SIGTERM checkpoint, then stop -----------------------------------------
 
+@pytest.mark.integration
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_checkpoints_stops_and_resumes_bit_identical(tmp_path, sig):
     cfg = _cfg()  # checkpoint_every 0: only the signal writes one mid-stage
@@ -137,6 +139,7 @@ def test_a_signal_checkpoints_stops_and_resumes_bit_identical(tmp_path, sig):
     _same_run(tmp_path / "whole", tmp_path / "cut")
 
 
+@pytest.mark.integration
 def test_the_cli_exits_128_plus_the_signal_after_the_checkpoint(tmp_path, capsys, monkeypatch):
     import gmmn.training.run as runner
 
@@ -178,6 +181,7 @@ def test_out_of_range_fields_are_refused(field, value):
         config_with(**{field: value})
 
 
+@pytest.mark.integration
 def test_a_negative_clip_is_one_line_on_the_command_line(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--preset", "digits-gmmn-ae", "--ae-clip", "-1", "--out", str(out),
@@ -188,6 +192,7 @@ def test_a_negative_clip_is_one_line_on_the_command_line(tmp_path, capsys):
 
 # --- row 5: resume refuses other data --------------------------------------------------------
 
+@pytest.mark.integration
 def test_resume_refuses_changed_data_and_accepts_checkpoints_without_a_fingerprint(tmp_path):
     data = tmp_path / "data.npy"
     x = np.random.default_rng(0).random((120, 6), dtype=np.float32)
@@ -209,6 +214,7 @@ def test_resume_refuses_changed_data_and_accepts_checkpoints_without_a_fingerpri
 
 # --- row 14: stale checkpoint temp files -----------------------------------------------------
 
+@pytest.mark.integration
 def test_start_and_resume_remove_temp_files_of_killed_writes(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
@@ -224,6 +230,7 @@ def test_start_and_resume_remove_temp_files_of_killed_writes(tmp_path):
 
 # --- row 9: metrics.jsonl deleted before a resume --------------------------------------------
 
+@pytest.mark.integration
 def test_resume_recreates_a_deleted_metrics_file_cleanly(tmp_path, caplog):
     out = tmp_path / "run"
     _interrupted_run(out, _cfg(checkpoint_every=3))
@@ -245,6 +252,7 @@ def _full_disk(monkeypatch) -> None:
     monkeypatch.setattr(os, "fsync", fsync)
 
 
+@pytest.mark.integration
 def test_a_full_disk_during_a_checkpoint_is_one_error_and_keeps_the_old_file(tmp_path,
                                                                               monkeypatch):
     out = tmp_path / "run"
@@ -260,6 +268,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_error_and_keeps_the_old_file(tmp
     assert not list(out.glob("*.tmp"))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["s.npy", "s.csv", "s.png"])
 def test_a_full_disk_during_sampling_leaves_no_file(tiny_run, tmp_path, monkeypatch, capsys,
                                                     name):
@@ -271,6 +280,7 @@ def test_a_full_disk_during_sampling_leaves_no_file(tiny_run, tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.integration
 def test_a_full_disk_while_logging_metrics_is_one_error(tmp_path, monkeypatch):
     import gmmn.training.rundir as runner
 
@@ -295,6 +305,7 @@ def test_a_full_disk_while_logging_metrics_is_one_error(tmp_path, monkeypatch):
 
 # --- row 6 (training half): divergence is named as such ---------------------------------------
 
+@pytest.mark.integration
 def test_divergence_names_the_iteration_and_lr_not_the_data(tmp_path, capsys):
     with pytest.raises(TrainingDiverged, match=r"diverged in stage gmmn: its mmd loss became "
                                                r"(nan|inf) at iteration \d+ \(lr 1000"):
@@ -308,6 +319,7 @@ def test_divergence_names_the_iteration_and_lr_not_the_data(tmp_path, capsys):
 
 # --- row 10: a data batch larger than the data ------------------------------------------------
 
+@pytest.mark.integration
 def test_a_data_batch_larger_than_the_training_split_is_capped_with_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="gmmn.training.run"):
         result = run_training(_cfg(iterations=2, data_batch_size=100000))
@@ -360,6 +372,7 @@ def test_a_corrupt_npy_header_is_named(tmp_path, capsys):
     _one_line_error(capsys, "corrupt .npy header")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("target", ["file", "/dev/null"])
 def test_out_that_is_not_a_folder_is_one_line(tmp_path, capsys, target):
     out = tmp_path / "f.txt" if target == "file" else target
@@ -371,6 +384,7 @@ def test_out_that_is_not_a_folder_is_one_line(tmp_path, capsys, target):
         assert out.read_text() == "keep me"
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
 def test_an_unwritable_out_is_one_line(tmp_path, capsys):
     locked = tmp_path / "ro"
@@ -380,6 +394,7 @@ def test_an_unwritable_out_is_one_line(tmp_path, capsys):
     _one_line_error(capsys, "no permission")
 
 
+@pytest.mark.integration
 def test_sample_counts_and_batches_that_cannot_fit_are_one_line(tiny_run, tmp_path, capsys):
     assert main(["sample", "--run", str(tiny_run), "--n", str(10**12),
                  "--out", str(tmp_path / "s.npy")]) == 2
@@ -389,6 +404,7 @@ def test_sample_counts_and_batches_that_cannot_fit_are_one_line(tiny_run, tmp_pa
     _one_line_error(capsys, "--sample-batch-size 100000000", "needs at least")
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("damage", ["config-json", "no-data", "tensor-shape", "no-model"])
 def test_damaged_checkpoints_are_one_line(tiny_run, tmp_path, capsys, damage):
     state = load_checkpoint(tiny_run / "checkpoint.pt")
@@ -438,6 +454,7 @@ def test_values_beyond_float32_are_named_as_such(tmp_path):
 
 # --- row 15: complex data ----------------------------------------------------------------------
 
+@pytest.mark.integration
 def test_complex_data_is_refused(tmp_path):
     path = tmp_path / "c.npy"
     np.save(path, (np.arange(30) * (1 + 2j)).reshape(10, 3))
@@ -449,6 +466,7 @@ def test_complex_data_is_refused(tmp_path):
 
 # --- row 16: --output sigmoid on data outside [0, 1] -------------------------------------------
 
+@pytest.mark.integration
 def test_a_sigmoid_output_on_data_outside_the_unit_interval_is_refused(tmp_path):
     path = tmp_path / "wide.npy"
     np.save(path, np.random.default_rng(0).uniform(0, 99, (60, 4)).astype(np.float32))
@@ -458,6 +476,7 @@ def test_a_sigmoid_output_on_data_outside_the_unit_interval_is_refused(tmp_path)
 
 # --- row 18: kernel scales far from the data ---------------------------------------------------
 
+@pytest.mark.integration
 @pytest.mark.parametrize("sigma", [1e30, 1e-4])
 def test_scales_far_from_every_distance_are_warned_about(caplog, sigma):
     with caplog.at_level(logging.WARNING, logger="gmmn.training.blocks"):
@@ -465,6 +484,7 @@ def test_scales_far_from_every_distance_are_warned_about(caplog, sigma):
     assert any("every kernel scale" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.integration
 def test_scales_near_the_data_are_not_warned_about(caplog):
     with caplog.at_level(logging.WARNING, logger="gmmn.training.blocks"):
         run_training(_cfg(iterations=1))
@@ -473,6 +493,7 @@ def test_scales_near_the_data_are_not_warned_about(caplog):
 
 # --- row 19: evaluation reports ----------------------------------------------------------------
 
+@pytest.mark.integration
 def test_a_report_of_a_half_trained_run_says_so(tiny_run, tmp_path):
     _interrupted_run(tmp_path / "half", _cfg(checkpoint_every=3))
     sp = load_dataset("digits")
@@ -488,6 +509,7 @@ def test_a_report_of_a_half_trained_run_says_so(tiny_run, tmp_path):
                                                          ).read_text()
 
 
+@pytest.mark.integration
 def test_an_evaluation_killed_midway_leaves_the_old_report_whole(tiny_run, tmp_path,
                                                                    monkeypatch):
     sp = load_dataset("digits")
@@ -507,6 +529,7 @@ def test_an_evaluation_killed_midway_leaves_the_old_report_whole(tiny_run, tmp_p
 
 # --- row 20: the Python API's bad arguments ----------------------------------------------------
 
+@pytest.mark.integration
 def test_api_arguments_raise_the_package_errors_naming_them(tmp_path):
     x = np.random.default_rng(0).random((40, 3), dtype=np.float32)
     with pytest.raises(ConfigError, match="sigmas must be 'median'"):
@@ -536,6 +559,7 @@ def test_config_fields_missing_from_an_old_checkpoint_get_one_warning(caplog):
     assert "old.pt has no late_momentum, ae_clip" in record.getMessage()
 
 
+@pytest.mark.slow
 def test_resuming_an_old_checkpoint_warns_once(tmp_path, cli):
     out = tmp_path / "run"
     _interrupted_run(out, _cfg(checkpoint_every=3))

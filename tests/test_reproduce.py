@@ -80,6 +80,7 @@ def test_quick_digits_table_and_rerun(quiet_env, cli):
     assert clash.returncode == 2 and "cannot change it" in clash.stderr
 
 
+@pytest.mark.integration
 def test_rows_aggregate_their_seeds(quiet_env):
     from gmmn.reproduce import reproduce
 
@@ -153,6 +154,7 @@ def _idx(array: np.ndarray) -> bytes:
     return header + array.astype(np.uint8).tobytes()
 
 
+@pytest.mark.integration
 def test_mnist_path_on_a_small_idx_set(quiet_env, monkeypatch, capsys):
     rng = np.random.default_rng(0)
     data = quiet_env / "data"

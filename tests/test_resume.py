@@ -51,6 +51,7 @@ def _assert_same_run(a, b) -> None:
     assert _metrics(a) == _metrics(b)  # the same lines, no duplicates after the resume
 
 
+@pytest.mark.slow
 def test_resume_in_a_second_process_is_bit_identical(tmp_path):
     cfg = get_preset("digits-gmmn-ae").override(**TINY_AE)
     run_training(cfg, out_dir=tmp_path / "whole")
@@ -101,6 +102,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     _assert_same_run(tmp_path / "whole", run)
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_preset_and_changed_settings(tmp_path, cli):
     cfg = get_preset("digits-gmmn").override(iterations=4, hidden=(8,),
                               sample_batch_size=16, data_batch_size=16, sample_every=0)
@@ -116,6 +118,7 @@ def test_resume_refuses_another_preset_and_changed_settings(tmp_path, cli):
     assert run_training(cfg, out_dir=tmp_path, resume=True).checkpoint["done"]
 
 
+@pytest.mark.integration
 def test_resume_without_checkpoint_starts_from_the_beginning(tmp_path):
     cfg = get_preset("digits-gmmn").override(iterations=4, hidden=(8,),
                               sample_batch_size=16, data_batch_size=16, log_every=1,
@@ -162,6 +165,7 @@ TINY_BASELINE = {"iterations": 10, "baseline_hidden": (12, 6), "data_batch_size"
                  "checkpoint_every": 3, "log_every": 1, "sample_every": 0, "anneal_every": 4}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name,stop_stage", [("digits-dbn", "rbm-1"), ("digits-scae", "cae-2"),
                                              ("digits-gsn", "gsn")])
 def test_baseline_resume_is_bit_identical(tmp_path, name, stop_stage):

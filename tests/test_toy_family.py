@@ -80,7 +80,7 @@ class ToyFamily(Family):
     def build_model(self, cfg, data_dim, *, unit_interval):
         return Gaussian(data_dim)
 
-    def build_stage(self, name, model, train, cfg, hooks):
+    def build_stage(self, name, model, train, cfg, hooks, *, validation=None):
         return ToyStage(model, train, cfg)
 
     def sampler(self, model, cfg, info, *, sampling=None, rows=None):

@@ -72,7 +72,7 @@ class Run:
     @property
     def prior_dim(self) -> int | None:
         """The prior's dimension; None for a baseline, which samples by its own chain."""
-        return self.model.prior_dim
+        return self.sampler().prior_dim
 
     @property
     def device(self) -> torch.device:

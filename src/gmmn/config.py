@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 _WARNED: set[tuple[str | None, tuple[str, ...]]] = set()  # see Settings.from_dict
 
 DEVICES = ("auto", "cpu", "cuda")
+SPLITS = ("paper", "gan")  # gmmn.data.mnist.SPLITS
 # Fields whose None means "chosen from the training data" (gmmn.training.auto.resolve).
 AUTO_FIELDS = ("standardize", "sigmas", "lr", "data_batch_size", "prior_dim")
 
@@ -86,18 +87,18 @@ class Settings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict, *, source: str | None = None):
+    def from_dict(cls, data: dict, *, source: str | None = None, warn: bool = True):
         """Rebuild from :meth:`to_dict` output; unknown keys are an error.
 
         Fields missing from ``data`` (a run made before they existed) take today's defaults,
-        with one warning naming them and ``source``."""
+        with one warning naming them and ``source`` (``warn=False``: the caller says so)."""
         known = set(cls.names())
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; was the run made by a newer gmmn?")
         missing = [n for n in cls.names() if n not in data]
         # Once per file and process: a resume reads the same checkpoint twice (CLI, runner).
-        if missing and (source, tuple(missing)) not in _WARNED:
+        if warn and missing and (source, tuple(missing)) not in _WARNED:
             _WARNED.add((source, tuple(missing)))
             log.warning("%s has no %s (made by an older gmmn); using today's defaults for "
                         "them", source or "the stored config", ", ".join(missing))
@@ -123,6 +124,10 @@ class TrainConfig(Settings):
                                        "linear); tabular-gmmn leaves it unset: only when values "
                                        "lie outside [0, 1]")
     # torch and numpy seeds are 32/64-bit unsigned
+    # paper: the GMMN paper's random 5000; gan: the GAN paper's file order (50000 / 10000)
+    split: str = setting("paper", "MNIST / Fashion-MNIST validation rows: paper (5000 random "
+                                  "training images) or gan (the last 10000, training on the "
+                                  "first 50000, as the GAN paper did)")
     seed: int = setting(0, "seed of weights, prior noise, dropout and data order",
                         (0, 2**32 - 1, True, True))
     device: str = setting("auto", "auto, cpu, cuda or cuda:N")
@@ -137,6 +142,8 @@ class TrainConfig(Settings):
     def check(self) -> None:
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ConfigError(f"unknown --device {self.device!r}; choose auto, cpu or cuda")
+        if self.split not in SPLITS:
+            raise ConfigError(f"unknown --split {self.split!r}; choose one of {SPLITS}")
 
     @classmethod
     def run_names(cls) -> tuple[str, ...]:

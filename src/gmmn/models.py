@@ -26,15 +26,19 @@ from torch import nn
 from gmmn.memory import check_fits
 
 
-def init_linear(layer: nn.Linear, std: float | None, generator: torch.Generator | None
-                ) -> None:
+def init_linear(layer: nn.Linear, std: float | None, generator: torch.Generator | None, *,
+                bound: float | None = None) -> None:
     """Released-code initialisation: weights std * N(0, 1), biases 0.
 
     ``std=None`` gives PyTorch's default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and
-    biases, but drawn from ``generator`` so that a seed fixes it.
+    biases, but drawn from ``generator`` so that a seed fixes it. ``bound``: weights
+    U(-bound, bound) and biases 0 instead (pylearn2's ``irange``, the GAN paper's networks).
     """
     with torch.no_grad():
-        if std is None:
+        if bound is not None:
+            layer.weight.uniform_(-bound, bound, generator=generator)
+            layer.bias.zero_()
+        elif std is None:
             bound = layer.in_features ** -0.5
             layer.weight.uniform_(-bound, bound, generator=generator)
             layer.bias.uniform_(-bound, bound, generator=generator)
@@ -55,26 +59,47 @@ def dropout(x: torch.Tensor, p: float, generator: torch.Generator | None, *,
     return x * keep / (1.0 - p) if rescale else x * keep
 
 
+PRIORS = ("uniform", "normal")
+
+
 class Generator(nn.Module):
-    """MLP from the uniform prior to data (or code) space."""
+    """MLP from the prior to data (or code) space.
+
+    The prior is the paper's uniform on [-1, 1]^prior_dim, or N(0, I) (``prior="normal"``, the
+    GAN paper's generator noise)."""
 
     def __init__(self, prior_dim: int, hidden: tuple[int, ...], out_dim: int, *,
                  sigmoid_output: bool, init_std: float | None,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, prior: str = "uniform",
+                 init_range: float | None = None) -> None:
         super().__init__()
+        if prior not in PRIORS:
+            raise ValueError(f"unknown prior {prior!r}; choose one of {PRIORS}")
         self.prior_dim = prior_dim
         self.out_dim = out_dim
         self.sigmoid_output = sigmoid_output
+        self.prior = prior
         sizes = (prior_dim, *hidden, out_dim)
         pairs = zip(sizes[:-1], sizes[1:], strict=True)
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in pairs)
         for layer in self.layers:
-            init_linear(layer, init_std, generator)
+            init_linear(layer, init_std, generator, bound=init_range)
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n points of U[-1, 1]^prior_dim, drawn on the CPU, moved to the model's device."""
-        z = torch.rand(n, self.prior_dim, generator=generator) * 2 - 1
+        """n prior points (n, prior_dim), drawn on the CPU, moved to the model's device."""
+        if self.prior == "normal":
+            z = torch.randn(n, self.prior_dim, generator=generator)
+        else:
+            z = torch.rand(n, self.prior_dim, generator=generator) * 2 - 1
         return z.to(self.layers[0].weight.device)
+
+    @torch.no_grad()
+    def init_output_bias(self, marginals: torch.Tensor) -> None:
+        """Output biases b with sigmoid(b) = the data's per-feature means, clipped to
+        [1e-7, 1 - 1e-7] (pylearn2's ``init_sigmoid_bias_from_marginals``, which the GAN
+        paper's MNIST generator used)."""
+        p = marginals.double().clamp(1e-7, 1 - 1e-7)
+        self.layers[-1].bias.copy_(torch.log(p / (1 - p)).to(self.layers[-1].bias))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = z

@@ -298,15 +298,17 @@ def _reproduce(p: Plan, *, on_event: Event | None) -> dict:
     say = on_event or (lambda msg: log.info("%s", msg))
     # The paper's data sets keep one split whatever the seed; digits splits by the run's
     # seed (as `gmmn train` does), so each seed loads its own.
-    splits_of: dict[int, object] = {}
+    splits_of: dict[tuple[int, str], object] = {}
     rows = []
     for model in p.models:
         runs = []
         for cfg in model.configs:
-            if cfg.seed not in splits_of:
-                splits_of[cfg.seed] = load_dataset(p.dataset, data_dir=p.data_dir, seed=cfg.seed)
-                _check_samples_fit(p, splits_of[cfg.seed].dim)
-            runs.append(_run(cfg, splits_of[cfg.seed], p, say))
+            key = (cfg.seed, cfg.split)
+            if key not in splits_of:
+                splits_of[key] = load_dataset(p.dataset, data_dir=p.data_dir, seed=cfg.seed,
+                                              split=cfg.split)
+                _check_samples_fit(p, splits_of[key].dim)
+            runs.append(_run(cfg, splits_of[key], p, say))
         rows.append(_row(model, runs))
         if p.chain and family_of(model.configs[0]).samples_by_chain:
             rows[-1]["chain"] = dict(p.chain)

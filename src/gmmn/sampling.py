@@ -62,6 +62,7 @@ class Sampler(Protocol):
 
     prior_dim: int | None
     settings: SamplingConfig | None
+    tunable_noise: bool  # whether with_settings(chain_noise=...) changes the samples
 
     def sample(self, n: int, *, seed: int | None = None) -> torch.Tensor: ...
 
@@ -103,6 +104,7 @@ class FunctionSampler:
     made elsewhere (another library's model, held-out data)."""
 
     settings = None
+    tunable_noise = False
 
     def __init__(self, fn: Callable[..., torch.Tensor], *, prior_dim: int | None = None,
                  decode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:

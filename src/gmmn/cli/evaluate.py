@@ -155,7 +155,10 @@ def main(args: argparse.Namespace) -> int:
     name = args.dataset or run.config.dataset
     # The run's seed fixed its split (digits, user data): evaluate on the same held-out rows.
     cfg = run.config
-    splits = load_dataset(name, data_dir=args.data_dir or cfg.data_dir, seed=cfg.seed)
+    # ... and on its own validation rows (the GAN paper's split for a run trained on it).
+    split = cfg.split if name == cfg.dataset else "paper"
+    splits = load_dataset(name, data_dir=args.data_dir or cfg.data_dir, seed=cfg.seed,
+                          split=split)
     chosen = parse_metrics(args.metrics, tabular=splits.image_shape is None)
     if args.reconstructions:
         chosen = tuple(m for m in chosen if m != "interpolation")

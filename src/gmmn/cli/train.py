@@ -35,9 +35,10 @@ def field_types() -> dict[str, typing.Any]:
     dataclass (a name two families share has one type)."""
     out: dict[str, typing.Any] = {}
     for cls in setting_classes().values():
-        for name, hint in cls.hints().items():
-            if name in cls.__dataclass_fields__ and name not in TrainConfig.SECTIONS:
-                out.setdefault(name, hint)
+        hints = cls.hints()
+        for name in cls.names():
+            if name not in TrainConfig.SECTIONS:
+                out.setdefault(name, hints[name])
     return out
 
 
@@ -176,7 +177,8 @@ def register(subparsers) -> None:
     from gmmn.presets import PRESETS
 
     # The generated usage lists all 60 flags (45 lines); the help below lists them anyway.
-    p = subparsers.add_parser("train", help="train a GMMN or GMMN+AE from a preset",
+    p = subparsers.add_parser("train", help="train a model (GMMN, GMMN+AE, GAN or a baseline) "
+                                            "from a preset",
                               description=__doc__,
                               usage="%(prog)s [--preset PRESET] [--out OUT] [--resume] "
                                     "[FLAGS ...]")

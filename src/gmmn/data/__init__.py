@@ -42,7 +42,8 @@ PAPER_SPLIT_SEED = 0
 def load_dataset(name_or_path: str | Path, *, data_dir: str | Path | None = None,
                  seed: int = 0, standardize: bool = False,
                  image_size: int | tuple[int, int] | None = None,
-                 download: bool = True, progress: ProgressFactory | None = None) -> Splits:
+                 download: bool = True, progress: ProgressFactory | None = None,
+                 split: str = "paper") -> Splits:
     """Load a named dataset or the user's own file/folder as :class:`Splits`.
 
     seed: the permutation behind the hold-outs of digits and of the user's own data. MNIST,
@@ -53,10 +54,15 @@ def load_dataset(name_or_path: str | Path, *, data_dir: str | Path | None = None
     image_size: (H, W) or one int; resize the images of a folder to it.
     download: fetch missing MNIST / Fashion-MNIST files into the cache (else a DataError).
     progress: factory for a download progress bar; None keeps the library quiet.
+    split: MNIST and Fashion-MNIST only: "paper" (the GMMN paper's random 5000 validation
+    images) or "gan" (the GAN paper's: the first 50000 train, the last 10000 validate).
     """
     from gmmn.data import mnist, tfd, user
 
     key = str(name_or_path)
+    if split != "paper" and key.lower() not in ("mnist", "fashion-mnist"):
+        raise DataError(f"--split {split} is the GAN paper's MNIST split; {key} has only its "
+                        f"own hold-out: use --split paper")
     if key.lower() in DATASETS:
         key = key.lower()
         if key == "digits":
@@ -67,7 +73,7 @@ def load_dataset(name_or_path: str | Path, *, data_dir: str | Path | None = None
         return mnist.load_idx_dataset(mnist.SOURCES[key], data_dir=data_dir,
                                       seed=PAPER_SPLIT_SEED,
                                       standardize=standardize, download_missing=download,
-                                      progress=progress)
+                                      progress=progress, split=split)
     path = Path(name_or_path).expanduser()
     if not path.exists():
         raise DataError(f"{key!r} is neither a dataset name ({', '.join(DATASETS)}) nor an "

@@ -160,10 +160,22 @@ def fetch(source: IdxSource, *, data_dir: str | Path | None = None, download_mis
     return paths
 
 
+# How the training file's images split into training and validation rows: the GMMN paper's
+# random hold-out of n_validation images, or the GAN paper's file order (its mnist.yaml
+# trains on images 0-49999 and validates on 50000-59999).
+SPLITS = ("paper", "gan")
+GAN_TRAIN_ROWS = 50000
+
+
 def load_idx_dataset(source: IdxSource, *, data_dir: str | Path | None = None, seed: int = 0,
                      standardize: bool = False, download_missing: bool = True,
-                     progress: ProgressFactory | None = None) -> Splits:
-    """Load an MNIST-layout dataset as Splits (see the module docstring for the rules)."""
+                     progress: ProgressFactory | None = None, split: str = "paper") -> Splits:
+    """Load an MNIST-layout dataset as Splits (see the module docstring for the rules).
+
+    ``split="gan"``: the first 50000 training images train, the rest validate (the GAN
+    paper's protocol); ``"paper"``: ``source.n_validation`` random images validate."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; choose one of {SPLITS}")
     paths = fetch(source, data_dir=data_dir, download_missing=download_missing,
                   progress=progress)
     arrays = {role: _check(paths[role], source, source.files[role],
@@ -182,11 +194,19 @@ def load_idx_dataset(source: IdxSource, *, data_dir: str | Path | None = None, s
                         f"images but {paths['test_images']} holds "
                         f"{arrays['test_images'].shape[1:]}; both must have one image size")
     n = len(arrays["train_images"])
-    if not 0 < source.n_validation < n:
-        raise DataError(f"{paths['train_images']} holds {n} images, too few to hold out "
-                        f"{source.n_validation} for validation")
-    perm = np.random.default_rng(seed).permutation(n)
-    val_idx, train_idx = np.sort(perm[: source.n_validation]), np.sort(perm[source.n_validation:])
+    if split == "gan":
+        if n <= GAN_TRAIN_ROWS:
+            raise DataError(f"{paths['train_images']} holds {n} images; the GAN paper's split "
+                            f"trains on the first {GAN_TRAIN_ROWS} and validates on the rest, "
+                            f"so it needs more; use --split paper")
+        train_idx, val_idx = np.arange(GAN_TRAIN_ROWS), np.arange(GAN_TRAIN_ROWS, n)
+    else:
+        if not 0 < source.n_validation < n:
+            raise DataError(f"{paths['train_images']} holds {n} images, too few to hold out "
+                            f"{source.n_validation} for validation")
+        perm = np.random.default_rng(seed).permutation(n)
+        val_idx = np.sort(perm[: source.n_validation])
+        train_idx = np.sort(perm[source.n_validation:])
     images = arrays["train_images"].astype(np.float32) / 255.0
     test = arrays["test_images"].astype(np.float32) / 255.0
     labels = arrays["train_labels"]

@@ -7,12 +7,6 @@ from gmmn.evaluate.metrics import (
     nearest_neighbours,
     precision_recall,
 )
-from gmmn.evaluate.parzen import (
-    parzen_log_densities,
-    parzen_log_likelihood,
-    parzen_validation_curve,
-    select_parzen_sigma,
-)
 from gmmn.evaluate.protocol import (
     GAN_SIGMAS,
     MNIST_SIGMAS,
@@ -22,6 +16,12 @@ from gmmn.evaluate.protocol import (
     parzen_protocol,
 )
 from gmmn.evaluate.report import METRICS, evaluate_run
+from gmmn.parzen import (
+    parzen_log_densities,
+    parzen_log_likelihood,
+    parzen_validation_curve,
+    select_parzen_sigma,
+)
 
 __all__ = [
     "GAN_SIGMAS",

@@ -26,16 +26,14 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 
 from gmmn.data import Splits
 from gmmn.errors import ConfigError, DataError
-from gmmn.evaluate.parzen import Progress, _mean_stderr, parzen_log_densities
+from gmmn.parzen import GAN_SIGMAS, Progress, _mean_stderr, parzen_log_densities
 
 MNIST_SIGMAS: tuple[float, ...] = tuple(round(0.10 + 0.01 * i, 2) for i in range(20))
 TFD_SIGMAS: tuple[float, ...] = tuple(round(0.05 + 0.01 * i, 2) for i in range(20))
-GAN_SIGMAS: tuple[float, ...] = tuple(float(v) for v in np.logspace(-1.0, 0.0, 10))
 # The GAN script's --limit_size: validation rows used for the bandwidth.
 GAN_VALIDATION_ROWS = 1000
 # The samples scored on the test set are a second draw (seed + 1; the bandwidth's samples use

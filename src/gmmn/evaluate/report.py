@@ -54,7 +54,6 @@ from gmmn.evaluate.markdown import (  # noqa: F401 (noise_choice_text: for gmmn.
 )
 from gmmn.evaluate.metrics import PR_K
 from gmmn.evaluate.protocol import FRESH_SEED_OFFSET, choose_on_validation, parzen_protocol
-from gmmn.families.chain import ChainSampler
 from gmmn.files import RunLock, prepare_folder, write_error
 from gmmn.sampling import Sampler
 
@@ -296,9 +295,10 @@ def _image_metrics(report: dict, run: Sampler, splits: Splits, figure: Callable,
             samples[:NN_FIGURE_ROWS], splits.train, figure("nn"),
             image_shape=shape).name
     if "interpolation" in chosen and run.prior_dim is None:
-        # A baseline (DBN, CAE, GSN) samples by its Markov chain: no prior to walk across.
-        report["interpolation"] = {"skipped": "the model has no prior (it samples by its own "
-                                              "Markov chain)"}
+        # A Markov chain, reconstructions or samples made elsewhere: no prior to walk across.
+        report["interpolation"] = {"skipped": "the sampler has no prior to walk across (a "
+                                              "Markov chain, reconstructions or samples "
+                                              "made elsewhere)"}
     elif "interpolation" in chosen:
         g = torch.Generator().manual_seed(seed + INTERPOLATION_SEED_OFFSET)
         ends = torch.rand(2, INTERPOLATION_LINES, int(run.prior_dim), generator=g)
@@ -351,7 +351,7 @@ def _tabular_metrics(report: dict, run: Sampler, splits: Splits, figure: Callabl
 def _choose_chain_noise(run: Sampler, splits: Splits, grid: Sequence[float], *,
                         n_samples: int, seed: int, progress) -> tuple[Sampler, dict]:
     """``run`` with the chain noise of ``grid`` that validation prefers, and the scores."""
-    if not (isinstance(run, ChainSampler) and run.tunable_noise):
+    if not run.tunable_noise:
         raise ConfigError("a grid of chain noise values is only chosen for stacked CAE runs "
                           "(family scae), whose chain has that noise; give one value or "
                           "none")

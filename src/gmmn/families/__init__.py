@@ -93,18 +93,20 @@ def old_family(data: dict) -> str:
     return "gmmn-ae" if data.get("autoencoder") else "gmmn"
 
 
-def config_from_dict(data: dict, *, source: str | None = None) -> TrainConfig:
+def config_from_dict(data: dict, *, source: str | None = None,
+                     _upgraded: bool = False) -> TrainConfig:
     """Rebuild a config from :meth:`TrainConfig.to_dict` output (``config.json``, a
     checkpoint's ``config``). A flat dict of the layout before families is upgraded, with one
-    warning per ``source``; fields the family does not use are dropped."""
+    warning per ``source`` (which covers the settings added since: they take today's
+    defaults); fields the family does not use are dropped."""
     if "family" not in data:
         return _upgrade(data, source=source)
     data = dict(data)
     fam = get_family(str(data.pop("family")))
     model = fam.settings.from_dict(_dict(data.pop("model", {}), "model", source),
-                                   source=source)
+                                   source=source, warn=not _upgraded)
     sampling = SamplingConfig.from_dict(_dict(data.pop("sampling", {}), "sampling", source),
-                                        source=source)
+                                        source=source, warn=not _upgraded)
     unknown = sorted(set(data) - set(TrainConfig.run_names()))
     if unknown:
         raise ConfigError(f"unknown config keys {unknown}; was the run made by a newer gmmn?")
@@ -126,8 +128,9 @@ def _upgrade(data: dict, *, source: str | None) -> TrainConfig:
     if source not in _UPGRADED:
         _UPGRADED.add(source)
         log.warning("%s holds a config of the layout before model families (gmmn 0.1 before "
-                    "the reorganisation); read as family %s. A resumed run writes the new "
-                    "layout.", source or "the stored config", family)
+                    "the reorganisation); read as family %s (its config.json keeps the old "
+                    "layout; the checkpoints a resumed run writes have the new one)",
+                    source or "the stored config", family)
     known = (set(TrainConfig.run_names()) | set(SamplingConfig.names())
              | {n for f in FAMILIES.values() for n in f.settings.names()} | set(_OLD_SELECTORS))
     unknown = sorted(set(data) - known)
@@ -140,7 +143,7 @@ def _upgrade(data: dict, *, source: str | None) -> TrainConfig:
     nested["family"] = family
     nested["model"] = {k: v for k, v in flat.items() if k in model_names}
     nested["sampling"] = {k: v for k, v in flat.items() if k in SamplingConfig.names()}
-    return config_from_dict(nested, source=source)
+    return config_from_dict(nested, source=source, _upgraded=True)
 
 
 def build_model(cfg: TrainConfig, data_dim: int, *, unit_interval: bool):

@@ -29,6 +29,7 @@ from gmmn.config import (
 from gmmn.data.splits import unstandardize
 from gmmn.errors import ConfigError, DataError
 from gmmn.memory import check_fits
+from gmmn.models import PRIORS
 from gmmn.sampling import SamplingConfig, refuse_settings, sample_generator
 from gmmn.training.auto import FitCheck
 from gmmn.training.loop import Hooks, Stage
@@ -69,8 +70,15 @@ class Family:
         raise NotImplementedError
 
     def build_stage(self, name: str, model: nn.Module, train: torch.Tensor,
-                    cfg: TrainConfig, hooks: Hooks) -> Stage:
+                    cfg: TrainConfig, hooks: Hooks, *,
+                    validation: torch.Tensor | None = None) -> Stage:
+        """Stage ``name`` on the training rows ``train``; ``validation`` rows are there for a
+        stage that selects on them (never the test rows)."""
         raise NotImplementedError
+
+    def init_from_data(self, cfg: TrainConfig, model: nn.Module, train: torch.Tensor) -> None:
+        """Initialise what depends on the training rows, once, before a new run's first
+        stage (a resumed run has it in its weights)."""
 
     def batch_fields(self, cfg: TrainConfig) -> tuple[str, ...]:
         """Settings that are batch sizes over training rows (capped at the rows, warned)."""
@@ -101,12 +109,11 @@ class Family:
 
 @dataclass(frozen=True)
 class GeneratorSettings(Settings):
-    """A generator network that maps a uniform prior to data (or codes), and its steps."""
+    """A generator network that maps a prior to data (or codes), and its steps."""
 
     # None (auto): twice the data's dimension, 10 to 100 (gmmn.training.auto)
-    prior_dim: int | None = setting(10, "dimension of the uniform prior on [-1, 1]; 'none': "
-                                        "twice the data's dimension, from 10 to 100",
-                                    POSITIVE_INT)
+    prior_dim: int | None = setting(10, "dimension of the prior; 'none': twice the data's "
+                                        "dimension, from 10 to 100", POSITIVE_INT)
     hidden: tuple[int, ...] = setting((64, 256, 256, 1024),
                                       "generator hidden layer sizes, comma-separated",
                                       POSITIVE_INT)
@@ -126,11 +133,24 @@ class GeneratorSettings(Settings):
                                                 "code: 100); 'none': all training rows up "
                                                 "to 1000", POSITIVE_INT)
 
+    # uniform: the paper's U[-1, 1]^prior_dim; normal: N(0, I), the GAN paper's noise
+    prior: str = setting("uniform", "the generator's prior: uniform on [-1, 1] (the paper's) "
+                                    "or normal, N(0, I)")
+    # pylearn2's irange: the GAN paper's generator used 0.05
+    init_range: float | None = setting(None, "initial weights uniform in +-init_range, "
+                                             "biases 0 (instead of --init-std; 'none': off)",
+                                       POSITIVE)
+
     def check(self) -> None:
         if self.output not in OUTPUTS:
             raise ConfigError(f"unknown --output {self.output!r}; choose one of {OUTPUTS}")
         if not self.hidden:
             raise ConfigError(f"{flag('hidden')} needs at least one value")
+        if self.prior not in PRIORS:
+            raise ConfigError(f"unknown --prior {self.prior!r}; choose one of {PRIORS}")
+        if self.init_range is not None and self.init_std is not None:
+            raise ConfigError("--init-range and --init-std are two initialisations; set one "
+                              "and pass 'none' for the other")
 
 
 
@@ -139,6 +159,7 @@ class PriorSampler:
     and ``model.decode_prior(z)``, back in data units (the run's standardisation undone)."""
 
     settings = None
+    tunable_noise = False
 
     def __init__(self, model: nn.Module, info: dict, *, what: str) -> None:
         self.model, self.info, self.what = model, info, what

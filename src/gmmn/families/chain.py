@@ -23,7 +23,7 @@ from gmmn.data.splits import fingerprint
 from gmmn.errors import ConfigError, DataError
 from gmmn.families.base import Family, check_sample_memory
 from gmmn.sampling import SamplingConfig, sample_generator
-from gmmn.training.blocks import BatchSampler, SampledStage, seeded_rng
+from gmmn.training.blocks import BatchSampler, SampledStage, encode_rows, seeded_rng
 from gmmn.training.optim import Schedule
 
 
@@ -123,6 +123,20 @@ class ChainStage(SampledStage):
         starts = chain_starts(self.data, self.sampling.chains, generator)
         return self.model.chain_sample(n, starts=starts, sampling=self.sampling,
                                        generator=generator, level=self.level)
+
+
+class GreedyStage(ChainStage):
+    """Layer ``level`` of a stack trained greedily (DBN, stacked CAE), on the up-pass of the
+    data through the layers below it; named ``<prefix>-<level + 1>``."""
+
+    prefix: str
+
+    def __init__(self, model: ChainModel, level: int, data: torch.Tensor,
+                 cfg: TrainConfig) -> None:
+        net = model.net
+        inputs = data if level == 0 else encode_rows(lambda x: net.up(x, level), data)
+        super().__init__(f"{self.prefix}-{level + 1}", model, data, inputs, cfg)
+        self.level = level
 
 
 class ChainFamily(Family):

@@ -16,8 +16,7 @@ from torch import nn
 from gmmn.baselines.dbn import DBN
 from gmmn.baselines.rbm import PersistentChains, cd_loss, cd_negatives
 from gmmn.config import POSITIVE, POSITIVE_INT, TrainConfig, setting
-from gmmn.families.chain import BaselineSettings, ChainFamily, ChainModel, ChainStage
-from gmmn.training.blocks import encode_rows
+from gmmn.families.chain import BaselineSettings, ChainFamily, ChainModel, GreedyStage
 from gmmn.training.loop import Part
 from gmmn.training.optim import ReleasedSGD
 
@@ -54,15 +53,15 @@ def _truncated(dbn: DBN, top: int) -> DBN:
     return sub
 
 
-class RBMStage(ChainStage):
+class RBMStage(GreedyStage):
     """RBM ``level`` of the DBN on the mean-field up-pass of the data (greedy)."""
+
+    prefix = "rbm"
 
     def __init__(self, model: DBNModel, level: int, data: torch.Tensor,
                  cfg: TrainConfig) -> None:
-        dbn = model.net
-        inputs = data if level == 0 else encode_rows(lambda x: dbn.up(x, level), data)
-        super().__init__(f"rbm-{level + 1}", model, data, inputs, cfg)
-        self.level, self.rbm = level, dbn.rbms[level]
+        super().__init__(model, level, data, cfg)
+        self.rbm = model.net.rbms[level]
         self.chains = (PersistentChains(self.sampler.batch_size, self.rbm.n_visible)
                        .to(data.device) if cfg.model.pcd else None)
         opt = ReleasedSGD(self.rbm.parameters(), lr=cfg.model.lr, momentum=cfg.model.momentum)
@@ -100,7 +99,7 @@ class DBNFamily(ChainFamily):
         std = RBM_INIT_STD if cfg.model.init_std is None else cfg.model.init_std
         return DBNModel(DBN(sizes, init_std=std, generator=rng))
 
-    def build_stage(self, name, model, train, cfg, hooks):
+    def build_stage(self, name, model, train, cfg, hooks, *, validation=None):
         return RBMStage(model, int(name.rsplit("-", 1)[1]) - 1, train, cfg)
 
 

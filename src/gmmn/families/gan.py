@@ -28,12 +28,23 @@ that is not built.
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from gmmn.config import MOMENTUM, NONNEGATIVE, POSITIVE_INT, RATE, TrainConfig, setting
+from gmmn.config import (
+    COUNT,
+    MOMENTUM,
+    NONNEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    RATE,
+    TrainConfig,
+    setting,
+)
 from gmmn.config import flag as config_flag
 from gmmn.errors import ConfigError
 from gmmn.families.base import GeneratorSettings
@@ -45,11 +56,16 @@ from gmmn.models import (
     check_weights_fit,
     layer_weights,
 )
+from gmmn.parzen import GAN_SIGMAS, parzen_log_densities
 from gmmn.training.blocks import BatchSampler, GeneratorSamples, seeded_rng
 from gmmn.training.loop import Part, Stage
 from gmmn.training.optim import OPTIMIZERS, gan_schedule
 
+log = logging.getLogger(__name__)
+
 GAN_OPTIMIZERS = ("sgd", "adam")
+GAN_UPDATES = ("alternating", "simultaneous")
+OUTPUT_BIASES = ("zero", "marginals")
 
 
 @dataclass(frozen=True)
@@ -87,8 +103,34 @@ class GANSettings(GeneratorSettings):
                                              "falling linearly to 0 over the run (0: none)",
                                         (0, 1000, True, True))
 
+    # zero: biases 0; marginals: the GAN paper's logit of the training pixels' means
+    output_bias: str = setting("zero", "GAN: the generator's output biases at the start: zero, "
+                                       "or marginals (sigmoid(b) = the training data's mean "
+                                       "per feature, as the GAN paper's generator started)")
+    # alternating: a discriminator step, then a generator step on fresh noise (Algorithm 1);
+    # simultaneous: both from one batch and one forward pass, as the GAN paper's code stepped
+    gan_update: str = setting("alternating", "GAN: alternating (a discriminator step, then a "
+                                             "generator step on fresh noise) or simultaneous "
+                                             "(both from one forward pass, the GAN paper's "
+                                             "code)")
+    # the GAN paper's code: 0.5 (BCE(1, D(x)) + BCE(0, D(G(z))))
+    disc_loss_scale: float = setting(1.0, "GAN: the discriminator's loss times this (the GAN "
+                                          "paper's code: 0.5)", POSITIVE)
+    # 0: keep the last generator
+    select_every: int = setting(0, "GAN: every N iterations score the validation rows' Parzen "
+                                   "log-likelihood and keep the best generator (0: keep the "
+                                   "last)", COUNT)
+    select_samples: int = setting(10000, "GAN: samples behind each validation Parzen score",
+                                  POSITIVE_INT)
+
     def check(self) -> None:
         super().check()
+        if self.output_bias not in OUTPUT_BIASES:
+            raise ConfigError(f"unknown --output-bias {self.output_bias!r}; choose one of "
+                              f"{OUTPUT_BIASES}")
+        if self.gan_update not in GAN_UPDATES:
+            raise ConfigError(f"unknown --gan-update {self.gan_update!r}; choose one of "
+                              f"{GAN_UPDATES}")
         if self.gan_optimizer not in GAN_OPTIMIZERS:
             raise ConfigError(f"unknown --gan-optimizer {self.gan_optimizer!r}; choose one of "
                               f"{GAN_OPTIMIZERS}")
@@ -124,7 +166,7 @@ class GanStage(GeneratorSamples, Stage):
     """Discriminator step, then generator step, every iteration (two parts, one loop)."""
 
     def __init__(self, model: GenerativeModel, data: torch.Tensor, cfg: TrainConfig, *,
-                 name: str = "gan") -> None:
+                 name: str = "gan", validation: torch.Tensor | None = None) -> None:
         if model.discriminator is None:
             raise ValueError("a GAN stage needs a model with a discriminator")
         m = cfg.model
@@ -141,9 +183,20 @@ class GanStage(GeneratorSamples, Stage):
         d_opt = make_opt(model.discriminator.parameters(), lr=m.lr, momentum=m.momentum)
         g_opt = make_opt(model.generator.parameters(), lr=m.lr, momentum=m.momentum)
         advice = "lower --lr or use --gan-optimizer adam"
-        self.parts = (Part("discriminator", d_opt, schedule, self.discriminator_loss,
+        simultaneous = m.gan_update == "simultaneous"
+        self._g_loss: torch.Tensor | None = None  # the simultaneous update's generator loss
+        self.parts = (Part("discriminator", d_opt, schedule,
+                           self.simultaneous_loss if simultaneous else self.discriminator_loss,
                            advice=advice),
-                      Part("generator", g_opt, schedule, self.generator_loss, advice=advice))
+                      Part("generator", g_opt, schedule,
+                           self.cached_generator_loss if simultaneous else self.generator_loss,
+                           advice=advice))
+        self.validation = validation
+        self.best_score = -math.inf
+        self.best_state: dict | None = None
+        if m.select_every and (validation is None or len(validation) == 0):
+            raise ConfigError("--select-every scores the validation rows, but this run has "
+                              "none; drop --select-every or use data with a validation split")
         # A diverged GAN keeps stepping on NaN weights, so checking where the logger reads
         # the losses anyway finds it without a device sync on the other iterations; the loop
         # also checks the last iteration and the weights it leaves, so a run of fewer than
@@ -170,9 +223,67 @@ class GanStage(GeneratorSamples, Stage):
         with torch.no_grad():  # the generator is fixed during this step
             fake = self._fake()
         real = self.sampler.next()
-        return discriminator_loss(disc(self._noisy(real, t), self.dropout_rng),
+        loss = discriminator_loss(disc(self._noisy(real, t), self.dropout_rng),
                                   disc(self._noisy(fake, t), self.dropout_rng),
                                   self.settings.gan_label_smoothing)
+        return self._scaled(loss)
+
+    def _scaled(self, loss: torch.Tensor) -> torch.Tensor:
+        scale = self.settings.disc_loss_scale
+        return loss if scale == 1 else scale * loss
+
+    def simultaneous_loss(self, t: int) -> torch.Tensor:
+        """The GAN paper code's update (its ``AdversaryCost2``): one data batch, one noise
+        batch and one dropout mask per input, from which the discriminator's loss and the
+        generator's are both taken, each differentiated by its own network's parameters at
+        their values before either steps. The generator's loss sees the discriminator through
+        a copy of its weights, so the discriminator's step (this part's) leaves the
+        generator's gradient (the next part's) as it was computed here."""
+        disc = self.model.discriminator
+        real = self._noisy(self.sampler.next(), t)
+        fake = self._noisy(self._fake(), t)
+        real_logits = disc(real, self.dropout_rng)
+        before = self.dropout_rng.get_state()
+        fake_logits = disc(fake.detach(), self.dropout_rng)
+        self.dropout_rng.set_state(before)  # the same mask for the generator's view
+        frozen = {k: v.detach().clone() for k, v in disc.named_parameters()}
+        self._g_loss = generator_loss(torch.func.functional_call(
+            disc, frozen, (fake,), {"generator": self.dropout_rng}))
+        return self._scaled(discriminator_loss(real_logits, fake_logits,
+                                               self.settings.gan_label_smoothing))
+
+    def cached_generator_loss(self, t: int) -> torch.Tensor:
+        loss, self._g_loss = self._g_loss, None
+        return loss
+
+    @torch.no_grad()
+    def validation_score(self) -> tuple[float, float]:
+        """Mean Parzen log-likelihood of the validation rows under ``select_samples``
+        samples, at the best bandwidth of the GAN paper's grid for them, and that bandwidth
+        (a fixed noise stream: every score sees the same prior points)."""
+        gen = self.model.generator
+        rng = seeded_rng(0, self.name, "select")
+        samples = gen(gen.sample_prior(self.settings.select_samples, rng))
+        curve = parzen_log_densities(samples, self.validation, sigmas=GAN_SIGMAS).mean(0)
+        best = int(torch.argmax(curve))
+        return float(curve[best]), GAN_SIGMAS[best]
+
+    def after_step(self, t: int) -> dict[str, float]:
+        every = self.settings.select_every
+        if not every or (t % every and t != self.iterations):
+            return {}
+        score, sigma = self.validation_score()
+        if score > self.best_score:
+            self.best_score = score
+            self.best_state = {k: v.detach().clone()
+                               for k, v in self.model.generator.state_dict().items()}
+        return {"val_parzen": score, "val_sigma": sigma, "best_val_parzen": self.best_score}
+
+    def finish(self) -> None:
+        if self.best_state is not None:
+            log.info("keeping the generator with validation Parzen log-likelihood %.2f",
+                     self.best_score)
+            self.model.generator.load_state_dict(self.best_state)
 
     def generator_loss(self, t: int) -> torch.Tensor:
         # Gradients reach the discriminator's parameters too; its optimiser zeroes them
@@ -181,15 +292,26 @@ class GanStage(GeneratorSamples, Stage):
         return generator_loss(self.model.discriminator(fake, self.dropout_rng))
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "sampler": self.sampler.state_dict(),
-                "prior_rng": self.prior_rng.get_state(),
-                "dropout_rng": self.dropout_rng.get_state()}
+        out = {**super().state_dict(), "sampler": self.sampler.state_dict(),
+               "prior_rng": self.prior_rng.get_state(),
+               "dropout_rng": self.dropout_rng.get_state()}
+        if self.settings.select_every:  # absent otherwise: older checkpoints stay readable
+            out["best_score"] = self.best_score
+            out["best_state"] = None if self.best_state is None else {
+                k: v.cpu() for k, v in self.best_state.items()}
+        return out
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.sampler.load_state_dict(state["sampler"])
         self.prior_rng.set_state(state["prior_rng"])
         self.dropout_rng.set_state(state["dropout_rng"])
+        if self.settings.select_every:
+            self.best_score = float(state["best_score"])
+            best = state["best_state"]
+            device = next(self.model.parameters()).device
+            self.best_state = None if best is None else {k: v.to(device)
+                                                         for k, v in best.items()}
 
 
 class GANFamily(PriorFamily):
@@ -212,14 +334,18 @@ class GANFamily(PriorFamily):
         rng = torch.Generator().manual_seed(cfg.seed)
         gen = Generator(m.prior_dim, m.hidden, data_dim,
                         sigmoid_output=self.sigmoid(cfg, unit_interval), init_std=m.init_std,
-                        generator=rng)
+                        generator=rng, prior=m.prior, init_range=m.init_range)
         # drawn after the generator: a GAN and a GMMN of one seed start alike
         disc = Discriminator(data_dim, m.disc_hidden, pieces=m.disc_pieces,
                              dropout_rates=m.disc_dropout, generator=rng)
         return GenerativeModel(gen, None, disc)
 
-    def build_stage(self, name, model, train, cfg, hooks):
-        return GanStage(model, train, cfg)
+    def build_stage(self, name, model, train, cfg, hooks, *, validation=None):
+        return GanStage(model, train, cfg, validation=validation)
+
+    def init_from_data(self, cfg, model, train):
+        if cfg.model.output_bias == "marginals":
+            model.generator.init_output_bias(train.mean(0))
 
     def fit_check(self, cfg, model, train, losses):
         # A GAN's losses say nothing of its fit; only the MMD's are read for a rise.

@@ -153,8 +153,8 @@ class PriorFamily(Family):
 
     def sampler(self, model: nn.Module, cfg: TrainConfig, info: dict, *, sampling=None,
                 rows=None) -> PriorSampler:
-        return PriorSampler(model, info, what=f"this run ({cfg.preset})").with_settings(
-            **({} if sampling is None else sampling.values()))
+        # A prior has no chain: stored chain settings (``sampling``) do not apply to it.
+        return PriorSampler(model, info, what=f"this run ({cfg.preset})")
 
 
 class GMMNFamily(PriorFamily):
@@ -176,20 +176,26 @@ class GMMNFamily(PriorFamily):
         rng = torch.Generator().manual_seed(cfg.seed)
         return GenerativeModel(Generator(m.prior_dim, m.hidden, data_dim,
                                          sigmoid_output=self.sigmoid(cfg, unit_interval),
-                                         init_std=m.init_std, generator=rng))
+                                         init_std=m.init_std, generator=rng, prior=m.prior,
+                                         init_range=m.init_range))
 
-    def build_stage(self, name, model, train, cfg, hooks):
+    def build_stage(self, name, model, train, cfg, hooks, *, validation=None):
         return GMMNStage(model, train, cfg, hooks=hooks)
 
     def check_world(self, cfg: TrainConfig, world_size: int) -> None:
-        for name in ("sample_batch_size", "data_batch_size"):
-            b = getattr(cfg.model, name)
-            if b % world_size:
-                lo, hi = b // world_size * world_size, -(-b // world_size) * world_size
-                near = f"{lo} or {hi}" if lo else str(hi)
-                raise ConfigError(f"{config_flag(name)} {b} does not split evenly over "
-                                  f"{world_size} workers; use a multiple of {world_size} "
-                                  f"(e.g. {near})")
+        check_batches_split(cfg, world_size)
+
+
+def check_batches_split(cfg: TrainConfig, world_size: int) -> None:
+    """Refuse GMMN batches that do not split evenly over the data-parallel workers."""
+    for name in ("sample_batch_size", "data_batch_size"):
+        b = getattr(cfg.model, name)
+        if b % world_size:
+            lo, hi = b // world_size * world_size, -(-b // world_size) * world_size
+            near = f"{lo} or {hi}" if lo else str(hi)
+            raise ConfigError(f"{config_flag(name)} {b} does not split evenly over "
+                              f"{world_size} workers; use a multiple of {world_size} "
+                              f"(e.g. {near})")
 
 
 def check_step_memory(cfg: TrainConfig, dim: int, n_rows: int, device: torch.device) -> None:

@@ -21,7 +21,13 @@ from gmmn.config import MOMENTUM, POSITIVE, POSITIVE_INT, RATE, TrainConfig, set
 from gmmn.config import flag as config_flag
 from gmmn.data.splits import standardize, unstandardize
 from gmmn.errors import ConfigError, DataError
-from gmmn.families.gmmn import WEIGHTS_FIX, GMMNSettings, GMMNStage, PriorFamily
+from gmmn.families.gmmn import (
+    WEIGHTS_FIX,
+    GMMNSettings,
+    GMMNStage,
+    PriorFamily,
+    check_batches_split,
+)
 from gmmn.models import (
     Autoencoder,
     GenerativeModel,
@@ -208,6 +214,9 @@ class GMMNAEFamily(PriorFamily):
     def batch_fields(self, cfg: TrainConfig) -> tuple[str, ...]:
         return ("data_batch_size", "ae_batch_size")
 
+    def check_world(self, cfg: TrainConfig, world_size: int) -> None:
+        check_batches_split(cfg, world_size)  # the GMMN stage's; checked before pretraining
+
     def sigmoid(self, cfg: TrainConfig, unit_interval: bool) -> bool:
         # Codes are sigmoid units in [0, 1], so the code-space generator ends in a sigmoid.
         return cfg.model.output != "linear"
@@ -229,10 +238,11 @@ class GMMNAEFamily(PriorFamily):
                          released_dropout=m.released_dropout, sigmoid_output=unit_interval,
                          init_std=m.init_std, generator=rng)
         gen = Generator(m.prior_dim, m.hidden, code, sigmoid_output=self.sigmoid(cfg, True),
-                        init_std=m.init_std, generator=rng)
+                        init_std=m.init_std, generator=rng,
+                        prior=m.prior, init_range=m.init_range)
         return GenerativeModel(gen, ae)
 
-    def build_stage(self, name, model, train, cfg, hooks):
+    def build_stage(self, name, model, train, cfg, hooks, *, validation=None):
         ae = model.autoencoder
         if name.startswith("pretrain-"):
             return PretrainStage(ae, int(name.split("-")[1]) - 1, train, cfg)
@@ -253,6 +263,7 @@ class Reconstructions:
 
     prior_dim = None  # rows of data, not points of a prior
     settings = None
+    tunable_noise = False
 
     def __init__(self, model: GenerativeModel, info: dict, images: torch.Tensor, *,
                  preset: str) -> None:

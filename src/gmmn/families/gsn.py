@@ -88,7 +88,7 @@ class GSNFamily(ChainFamily):
         return GSNModel(GSN(sizes, input_noise=m.gsn_input_noise,
                             hidden_noise_std=m.gsn_hidden_noise, generator=rng))
 
-    def build_stage(self, name, model, train, cfg, hooks):
+    def build_stage(self, name, model, train, cfg, hooks, *, validation=None):
         return GSNStage(model, train, cfg)
 
 

@@ -14,8 +14,7 @@ import torch
 
 from gmmn.baselines.cae import StackedCAE, cae_loss
 from gmmn.config import NONNEGATIVE, TrainConfig, setting
-from gmmn.families.chain import BaselineSettings, ChainFamily, ChainModel, ChainStage
-from gmmn.training.blocks import encode_rows
+from gmmn.families.chain import BaselineSettings, ChainFamily, ChainModel, GreedyStage
 from gmmn.training.loop import Part
 from gmmn.training.optim import ReleasedSGD
 
@@ -35,15 +34,15 @@ class SCAEModel(ChainModel):
                                noise=sampling.chain_noise_space, level=top)
 
 
-class CAEStage(ChainStage):
+class CAEStage(GreedyStage):
     """CAE layer ``level`` on the codes of the layers below it (greedy)."""
+
+    prefix = "cae"
 
     def __init__(self, model: SCAEModel, level: int, data: torch.Tensor,
                  cfg: TrainConfig) -> None:
-        stack = model.net
-        inputs = data if level == 0 else encode_rows(lambda x: stack.up(x, level), data)
-        super().__init__(f"cae-{level + 1}", model, data, inputs, cfg)
-        self.level, self.layer = level, stack.layers[level]
+        super().__init__(model, level, data, cfg)
+        self.layer = model.net.layers[level]
         opt = ReleasedSGD(self.layer.parameters(), lr=cfg.model.lr, momentum=cfg.model.momentum)
         self.parts = (Part("reconstruction", opt, self.schedule, self.loss,
                            advice="lower --lr"),)
@@ -64,7 +63,7 @@ class SCAEFamily(ChainFamily):
     def make_model(self, cfg, sizes, rng) -> SCAEModel:
         return SCAEModel(StackedCAE(sizes, generator=rng))
 
-    def build_stage(self, name, model, train, cfg, hooks):
+    def build_stage(self, name, model, train, cfg, hooks, *, validation=None):
         return CAEStage(model, int(name.rsplit("-", 1)[1]) - 1, train, cfg)
 
 

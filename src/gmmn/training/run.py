@@ -65,6 +65,8 @@ def load_splits(cfg: TrainConfig, *, download: bool = True):
     extra = {"standardize": True} if cfg.standardize else {}
     if not download:
         extra["download"] = False
+    if cfg.split != "paper":
+        extra["split"] = cfg.split
     # The run's seed picks the split (digits, user data); `gmmn evaluate` and `gmmn reproduce`
     # load the split of that seed, so training must too or test rows leak into training.
     return load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, **extra)
@@ -119,9 +121,10 @@ def run_training(cfg: TrainConfig, *, out_dir: str | Path | None = None,
     # failed start leaves nothing behind.
     device = resolve_device(cfg.device)
     splits = splits if splits is not None else load_splits(cfg, download=download)
-    folder = RunFolder(Path(out_dir) if out_dir is not None else None)
+    # Data-parallel: worker 0 alone owns the run folder; the others write nothing.
+    folder = RunFolder(Path(out_dir) if out_dir is not None and hooks.main else None)
     try:
-        # Data-parallel: worker 0 reads the run directory (only it needs the files).
+        # Data-parallel: worker 0 reads the run directory and hands its checkpoint round.
         state = hooks.from_main(lambda: folder.open(cfg, resume=resume, loaded=checkpoint))
         with StopOnSignal(active=folder.out is not None and hooks.main) as stop:
             return _train(cfg, folder, state, splits, device, callback, hooks, stop)
@@ -146,10 +149,13 @@ def _train(cfg: TrainConfig, folder: RunFolder, state: dict | None, splits,
     family.check_data(cfg, info, len(splits.train), device)
     model = model.to(device)
     train_x = splits.train.to(device=device, dtype=torch.float32)
+    # for a stage that selects on them (the test rows are never seen in training)
+    valid_x = splits.validation.to(device=device, dtype=torch.float32)
+    if state is None:
+        family.init_from_data(cfg, model, train_x)
     # stages
-    run = _Stages(cfg, family, folder, model, train_x, info, hooks, stop, callback)
-    if hooks.main:
-        folder.start_logs(cfg, state, info)
+    run = _Stages(cfg, family, folder, model, train_x, valid_x, info, hooks, stop, callback)
+    folder.start_logs(cfg, state, info)
     try:
         ckpt = run.train(state)
     finally:
@@ -171,16 +177,17 @@ class _Stages:
     """The stages of one run, from the checkpoint's (or the first) on."""
 
     def __init__(self, cfg: TrainConfig, family: Family, folder: RunFolder, model: nn.Module,
-                 train_x: torch.Tensor, info: dict, hooks: Hooks, stop: StopOnSignal,
-                 callback: Callable[[StepInfo], None] | None) -> None:
+                 train_x: torch.Tensor, valid_x: torch.Tensor, info: dict, hooks: Hooks,
+                 stop: StopOnSignal, callback: Callable[[StepInfo], None] | None) -> None:
         self.cfg, self.family, self.folder, self.model = cfg, family, folder, model
-        self.train_x, self.info, self.hooks, self.stop = train_x, info, hooks, stop
+        self.train_x, self.valid_x, self.info = train_x, valid_x, info
+        self.hooks, self.stop = hooks, stop
         self.callback = callback
         self.names = family.stage_names(cfg)
 
     def build(self, index: int) -> Stage:
         return self.family.build_stage(self.names[index], self.model, self.train_x, self.cfg,
-                                       self.hooks)
+                                       self.hooks, validation=self.valid_x)
 
     def train(self, state: dict | None) -> dict | None:
         """Every stage from the checkpoint's on; the last checkpoint written."""

@@ -37,6 +37,9 @@ import torch
 
 from gmmn.errors import ConfigError, DataError
 
+# The GAN paper's bandwidth grid (its parzen_ll.py): 10 values from 0.1 to 1, log-spaced.
+GAN_SIGMAS: tuple[float, ...] = tuple(float(v) for v in np.logspace(-1.0, 0.0, 10))
+
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
