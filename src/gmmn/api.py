@@ -124,11 +124,20 @@ class Run:
         """Prior points (k, prior_dim) -> samples (k, D) in data space (e.g. interpolations)."""
         return self.sampler().decode_prior(z)
 
-    def sample(self, n: int, *, seed: int | None = None) -> torch.Tensor:
+    def sample(self, n: int, *, seed: int | None = None, qmc: bool = False) -> torch.Tensor:
         """``n`` samples (n, D) in data space; the same seed gives the same samples.
 
+        ``qmc=True`` (GMMN, GMMN+AE, GAN): randomised quasi-Monte Carlo, the prior points
+        being one scrambled Sobol' sequence per call, randomised by ``seed`` and mapped
+        through the prior's inverse CDF (:mod:`gmmn.qmc`; ``n`` a power of two). Estimates
+        from such samples have a far smaller variance (Hofert, Prasad & Zhu 2021).
+
         A baseline runs its own chain from ``chains`` training rows picked by the seed, with
-        the run's burn-in, thinning (and CAE noise) settings (:meth:`sampler` for others)."""
+        the run's burn-in, thinning (and CAE noise) settings (:meth:`sampler` for others);
+        it refuses ``qmc=True``. A run trained with ``--transform pobs`` samples on the
+        copula scale, (0, 1)^D (``data["transform"]``)."""
+        if qmc:  # passed only when asked, so a Sampler without the keyword still serves
+            return self.sampler().sample(n, seed=seed, qmc=True)
         return self.sampler().sample(n, seed=seed)
 
     def reconstructions(self, images: torch.Tensor) -> _Reconstructions:
@@ -316,7 +325,7 @@ class GMMN(BaseEstimator):
         what fit itself decides (the data, no periodic checkpoints, the data-dependent
         defaults below), then applies it to the preset in one step.
         """
-        from gmmn.families import switch_family
+        from gmmn.families import get_family
         from gmmn.presets import TABULAR_PRESET, get_preset
 
         name = self.preset or ("digits-gmmn-ae" if self.autoencoder else TABULAR_PRESET)
@@ -342,7 +351,7 @@ class GMMN(BaseEstimator):
         for batch in ("data_batch_size", "ae_batch_size"):
             if batch not in overrides and (base.get(batch) or 0) > n:
                 overrides[batch] = n
-        has_kernel = "sigmas" in switch_family(base, family).flat()  # not a GAN's
+        has_kernel = "sigmas" in get_family(family).settings.names()  # not a GAN's
         if isinstance(self.sigmas, str) and self.sigmas == "median":
             if not self.autoencoder and has_kernel:
                 overrides["sigmas"] = None  # chosen from the (standardised) rows
@@ -408,12 +417,14 @@ class GMMN(BaseEstimator):
             raise NotFittedError("this GMMN is not fitted yet; call fit(X) first")
         return self.run_
 
-    def sample(self, n: int, *, seed: int | None = None) -> np.ndarray:
+    def sample(self, n: int, *, seed: int | None = None, qmc: bool = False) -> np.ndarray:
         """``n`` samples as an (n, D) float32 numpy array, in the units of the data given to
         :meth:`fit` (a standardised fit maps its samples back). The same ``seed`` gives the
         same samples; None draws fresh ones. (``seed``, not ``random_state``: it is
-        :meth:`Run.sample`'s and ``gmmn sample --seed``'s, and picks only the prior noise.)"""
-        return self._fitted().sample(n, seed=seed).cpu().numpy()
+        :meth:`Run.sample`'s and ``gmmn sample --seed``'s, and picks only the prior noise.)
+        ``qmc=True``: randomised Sobol' prior points (:meth:`Run.sample`), for estimates of
+        smaller variance; ``n`` should be a power of two."""
+        return self._fitted().sample(n, seed=seed, qmc=qmc).cpu().numpy()
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the fitted model as a run checkpoint (``load_run`` and ``gmmn sample`` read
@@ -434,7 +445,7 @@ class GMMN(BaseEstimator):
         params = {param: cfg.get(key) for param, key in _PARAM_FIELDS.items()}
         model = cls(preset=cfg.preset, autoencoder=cfg.family == "gmmn-ae",
                     sigmas=cfg.get("sigmas"), random_state=cfg.seed, device=str(device),
-                    **params)
+                    config_overrides=_other_settings(cfg) or None, **params)
         model._set_fitted(state, run, chosen=None, fit_check=None)
         return model
 
@@ -465,6 +476,25 @@ _SET_ELSEWHERE = {
     "dataset": "fit(X) trains on X",
     "checkpoint_every": "fit writes no run folder; save() writes the model",
 }
+
+
+def _other_settings(cfg: TrainConfig) -> dict:
+    """The settings of ``cfg`` without a parameter of their own that differ from its preset
+    (as a run of its family): what ``config_overrides`` must hold for a clone to train them."""
+    from dataclasses import fields
+
+    from gmmn.families import get_family
+    from gmmn.presets import PRESETS
+
+    base = PRESETS.get(cfg.preset)
+    if base is None:
+        return {}
+    defaults = {f.name: f.default for f in fields(get_family(cfg.family).settings)}
+    old = {**defaults, **base.flat()}  # the preset's value where it has one
+    return {k: _plain(v) for k, v in cfg.flat().items()
+            if k not in _SET_ELSEWHERE and k != "family" and old.get(k) != v}
+
+
 # TrainConfig's seed range (torch and numpy seeds are 32-bit unsigned there).
 _SEEDS = 2**32
 
@@ -490,7 +520,7 @@ def _apply(base: TrainConfig, family: str, overrides: dict) -> TrainConfig:
     if unknown:
         raise ConfigError(f"GMMN got unknown config field(s) {unknown} in config_overrides; "
                           f"use the settings of gmmn.config.TrainConfig and its family")
-    return switch_family(base, family).override(**overrides)
+    return switch_family(base, family, **overrides)
 
 
 def _extra_fields(config_overrides) -> dict:

@@ -31,6 +31,7 @@ _WARNED: set[tuple[str | None, tuple[str, ...]]] = set()  # see Settings.from_di
 
 DEVICES = ("auto", "cpu", "cuda")
 SPLITS = ("paper", "gan")  # gmmn.data.mnist.SPLITS
+TRANSFORMS = ("pobs",)  # gmmn.copulas.TRANSFORMS
 # Fields whose None means "chosen from the training data" (gmmn.training.auto.resolve).
 AUTO_FIELDS = ("standardize", "sigmas", "lr", "data_batch_size", "prior_dim")
 
@@ -123,11 +124,16 @@ class TrainConfig(Settings):
                                        "z-score each feature (the generator output becomes "
                                        "linear); tabular-gmmn leaves it unset: only when values "
                                        "lie outside [0, 1]")
-    # torch and numpy seeds are 32/64-bit unsigned
     # paper: the GMMN paper's random 5000; gan: the GAN paper's file order (50000 / 10000)
     split: str = setting("paper", "MNIST / Fashion-MNIST validation rows: paper (5000 random "
                                   "training images) or gan (the last 10000, training on the "
                                   "first 50000, as the GAN paper did)")
+    # pobs: pseudo-observations, ranks / (n + 1) per column (gmmn.copulas.pobs), so the
+    # model learns the data's copula and samples on the copula scale (0, 1)^D
+    transform: str | None = setting(None, "data transform before training: pobs "
+                                          "(pseudo-observations, rank / (n + 1) per column: "
+                                          "learn the copula) or none")
+    # torch and numpy seeds are 32/64-bit unsigned
     seed: int = setting(0, "seed of weights, prior noise, dropout and data order",
                         (0, 2**32 - 1, True, True))
     device: str = setting("auto", "auto, cpu, cuda or cuda:N")
@@ -144,6 +150,12 @@ class TrainConfig(Settings):
             raise ConfigError(f"unknown --device {self.device!r}; choose auto, cpu or cuda")
         if self.split not in SPLITS:
             raise ConfigError(f"unknown --split {self.split!r}; choose one of {SPLITS}")
+        if self.transform is not None and self.transform not in TRANSFORMS:
+            raise ConfigError(f"unknown --transform {self.transform!r}; choose one of "
+                              f"{TRANSFORMS} or none")
+        if self.transform is not None and self.standardize:
+            raise ConfigError("--transform pobs puts the data on (0, 1) already; drop "
+                              "--standardize (or pass --no-standardize)")
 
     @classmethod
     def run_names(cls) -> tuple[str, ...]:
@@ -190,8 +202,8 @@ class TrainConfig(Settings):
                 sampling[name] = value
             else:
                 raise ConfigError(f"{flag(name)} is not a setting of the {self.family} family "
-                                  f"(preset {self.preset}); drop it or choose a preset of a "
-                                  f"family that has it")
+                                  f"(preset {self.preset}); drop it, or train a family that "
+                                  f"has it (--family)")
         return dataclasses.replace(
             self, **run,
             **({"model": dataclasses.replace(self.model, **model)} if model else {}),

@@ -64,7 +64,10 @@ class Sampler(Protocol):
     settings: SamplingConfig | None
     tunable_noise: bool  # whether with_settings(chain_noise=...) changes the samples
 
-    def sample(self, n: int, *, seed: int | None = None) -> torch.Tensor: ...
+    def sample(self, n: int, *, seed: int | None = None) -> torch.Tensor:
+        """Prior samplers also take ``qmc=True`` (randomised Sobol' prior points); the
+        others refuse it (:func:`refuse_qmc`)."""
+        ...
 
     def decode_prior(self, z: torch.Tensor) -> torch.Tensor: ...
 
@@ -77,6 +80,13 @@ def refuse_settings(changes: dict, what: str) -> None:
     if given:
         raise ConfigError(f"{', '.join(given)} set a baseline's Markov chain, but {what}; "
                           f"drop them")
+
+
+def refuse_qmc(qmc: bool, what: str) -> None:
+    """The error of a sampler with no prior to feed Sobol' points (a chain, reconstructions)."""
+    if qmc:
+        raise ConfigError(f"qmc=True (--qmc) feeds Sobol' points to a generator's prior, but "
+                          f"{what}; drop qmc / --qmc")
 
 
 def sample_generator(n: int, seed: int | None) -> torch.Generator | None:
@@ -110,7 +120,9 @@ class FunctionSampler:
                  decode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         self.fn, self.prior_dim, self.decode = fn, prior_dim, decode
 
-    def sample(self, n: int, *, seed: int | None = None) -> torch.Tensor:
+    def sample(self, n: int, *, seed: int | None = None, qmc: bool = False) -> torch.Tensor:
+        if qmc:  # passed on only when asked: fn may not know the keyword
+            return self.fn(n, seed=seed, qmc=True)
         return self.fn(n, seed=seed)
 
     def decode_prior(self, z: torch.Tensor) -> torch.Tensor:

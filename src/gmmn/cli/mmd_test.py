@@ -1,5 +1,8 @@
 """``gmmn mmd-test A B``: a permutation two-sample test between two sample files.
 
+``--method`` chooses the kernel: the median heuristic (default), MMDAgg, MMD-FUSE or a split
+(docs/mmd.md).
+
 Reads .npy, .npz (one array, or the one named by --key-a / --key-b) and .csv (numeric, one
 header line allowed); rows are samples, trailing dimensions are flattened. Prints JSON.
 """
@@ -17,6 +20,8 @@ import torch
 from gmmn.data.user import check_array_file
 from gmmn.errors import ConfigError, DataError
 from gmmn.mmd import ESTIMATORS, two_sample_test
+from gmmn.mmd._agg import WEIGHTINGS
+from gmmn.mmd._methods import METHODS
 
 
 def _load_csv(path: Path) -> np.ndarray:
@@ -82,7 +87,7 @@ def _floats(text: str) -> list[float]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.permutations < 1:
+    if args.permutations is not None and args.permutations < 1:
         raise ConfigError(f"--permutations {args.permutations} must be >= 1")
     a = load_samples(args.a, args.key_a, "--key-a")
     b = load_samples(args.b, args.key_b, "--key-b")
@@ -90,15 +95,33 @@ def _run(args: argparse.Namespace) -> int:
         raise DataError(f"{args.a} has {a.shape[1]} features per sample but {args.b} has "
                         f"{b.shape[1]}; both files need the same number of columns")
     sigmas = None if args.sigmas is None else [v for part in args.sigmas for v in part]
-    result = two_sample_test(a, b, sigmas=sigmas, permutations=args.permutations,
-                             seed=args.seed, estimator=args.estimator, kernel=args.kernel,
-                             standardize=args.standardize)
+    bandwidths = None if args.bandwidths is None else [v for p in args.bandwidths for v in p]
+    chosen = {"kernels": args.kernels, "bandwidths": bandwidths,
+              "number_bandwidths": args.number_bandwidths,
+              "level_permutations": args.level_permutations}
+    if args.weighting is not None:
+        chosen["weighting"] = args.weighting
+    result = two_sample_test(a, b, method=args.method, alpha=args.alpha, sigmas=sigmas,
+                             permutations=args.permutations, seed=args.seed,
+                             estimator=args.estimator, kernel=args.kernel,
+                             standardize=args.standardize, **chosen)
     out = {"statistic": result.statistic, "p_value": result.p_value,
            "permutations": result.permutations, "sigmas": list(result.sigmas),
            "estimator": result.estimator, "kernel": result.kernel, "n": result.n,
-           "m": result.m, "seed": args.seed, "standardize": args.standardize}
+           "m": result.m, "seed": args.seed, "standardize": args.standardize,
+           "method": result.method, "reject": result.reject, "alpha": result.alpha,
+           "decided_by": [{"kernel": c.kernel, "bandwidth": c.bandwidth}
+                          for c in result.decided_by]}
+    if result.method == "agg":
+        out["level_permutations"] = result.level_permutations
+        out["level_correction"] = result.level_correction
+        out["resampling"] = result.resampling
     print(json.dumps(out, indent=2))
     return 0
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -108,8 +131,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("b", help="second sample file")
     p.add_argument("--key-a", help="array name inside A when A is an .npz with several")
     p.add_argument("--key-b", help="array name inside B when B is an .npz with several")
+    p.add_argument("--method", choices=METHODS, default="median",
+                   help="how the kernel is chosen: the median heuristic (or --sigmas), MMDAgg "
+                        "(agg), MMD-FUSE (fuse), or chosen on half the data (split); see "
+                        "docs/mmd.md")
+    p.add_argument("--alpha", type=float, help="level of the decision \"reject\" "
+                   "(default: 0.05)")
     # 1000 relabellings resolve p-values down to about 0.001.
-    p.add_argument("--permutations", type=int, default=1000, help="random relabellings")
+    p.add_argument("--permutations", type=int,
+                   help="random relabellings; agg, fuse and split take 2000 when not given "
+                        "(default: 1000)")
+    p.add_argument("--level-permutations", type=int,
+                   help="agg: relabellings for the level correction (default: 2000)")
+    p.add_argument("--kernels", type=_names,
+                   help="agg, fuse, split: kernel families, e.g. laplace,gaussian (default: "
+                        "laplace,gaussian; split: gaussian)")
+    p.add_argument("--bandwidths", type=_floats, nargs="+",
+                   help="agg, fuse, split: the bandwidths for every family, instead of the "
+                        "papers' collection from distance quantiles")
+    p.add_argument("--number-bandwidths", type=int,
+                   help="agg, fuse, split: bandwidths per family (default: 10; split: 100)")
+    p.add_argument("--weighting", choices=WEIGHTINGS,
+                   help="agg: weights of the bandwidths (default: uniform)")
     p.add_argument("--seed", type=int, default=0, help="seed of the relabellings")
     # Comma- or space-separated, so `--sigmas 1,2` works as it does for `gmmn train`.
     p.add_argument("--sigmas", type=_floats, nargs="+",

@@ -25,9 +25,8 @@ from gmmn.progress import TrainingProgress
 
 # Flags this command defines itself (not generated from the config).
 _OWN = ("preset", "family")
-# The flat layout's family switches, still accepted: --autoencoder (gmmn-ae), --gan, and
-# --baseline dbn|scae|gsn|none.
-_OLD_SWITCHES = ("autoencoder", "gan", "baseline")
+# The flat layout's --baseline names: the families that sample by their own Markov chain.
+_BASELINES = tuple(name for name, f in FAMILIES.items() if f.samples_by_chain)
 
 
 def field_types() -> dict[str, typing.Any]:
@@ -148,20 +147,26 @@ def config_overrides(args: argparse.Namespace) -> dict:
     return out
 
 
-def family_flag(args: argparse.Namespace) -> str | None:
-    """The family asked for by --family or one of its older spellings (None: the preset's)."""
+def family_flag(args: argparse.Namespace, current: str) -> str | None:
+    """The family asked for by --family or one of its older spellings (None: the preset's,
+    ``current``). As the flat layout's switches did, ``--no-autoencoder``, ``--no-gan`` and
+    ``--baseline none`` leave only their own family (for a data-space GMMN) and change
+    nothing otherwise."""
     asked = []
     if getattr(args, "family", None) is not None:
         asked.append(args.family)
     if getattr(args, "autoencoder", None) is not None:
-        asked.append("gmmn-ae" if args.autoencoder else "gmmn")
+        asked.append("gmmn-ae" if args.autoencoder else
+                     "gmmn" if current == "gmmn-ae" else current)
     if getattr(args, "gan", None) is not None:
-        asked.append("gan" if args.gan else "gmmn")
+        asked.append("gan" if args.gan else "gmmn" if current == "gan" else current)
     baseline = getattr(args, "baseline", None)
     if baseline is not None:
-        if baseline.lower() != "none" and baseline not in FAMILIES:
-            raise ConfigError(f"unknown --baseline {baseline!r}; choose dbn, scae, gsn or none")
-        asked.append("gmmn" if baseline.lower() == "none" else baseline)
+        if baseline.lower() != "none" and baseline not in _BASELINES:
+            raise ConfigError(f"unknown --baseline {baseline!r}; choose "
+                              f"{', '.join(_BASELINES)} or none")
+        asked.append(baseline if baseline.lower() != "none" else
+                     "gmmn" if current in _BASELINES else current)
     if len(set(asked)) > 1:
         raise ConfigError(f"the flags ask for more than one model family ({', '.join(asked)}); "
                           f"a run trains one: keep one of them")
@@ -254,7 +259,6 @@ def build_config(args: argparse.Namespace, out: str
     from gmmn.training.rundir import load_resume
 
     overrides = config_overrides(args)
-    family = family_flag(args)
     loaded = load_resume(out) if args.resume else None
     if loaded is not None:
         base = loaded[0]
@@ -262,9 +266,8 @@ def build_config(args: argparse.Namespace, out: str
             base = dataclasses.replace(base, preset=args.preset)
     else:
         base = get_preset(_preset_of(args))
-    if family is not None:
-        base = switch_family(base, family)
-    return base.override(**overrides), loaded
+    family = family_flag(args, base.family) or base.family
+    return switch_family(base, family, **overrides), loaded
 
 
 def _preset_of(args: argparse.Namespace) -> str:

@@ -55,6 +55,8 @@ class Splits:
     std: torch.Tensor | None = None
     # Class names indexed by label value, when the dataset defines them.
     label_names: tuple[str, ...] | None = None
+    # "pobs": every split holds its own pseudo-observations (gmmn.copulas.pobs).
+    transform: str | None = None
 
     @property
     def dim(self) -> int:
@@ -251,3 +253,30 @@ def fingerprint(x: torch.Tensor) -> dict:
     a = x.detach().to("cpu", torch.float32).contiguous().numpy()
     return {"shape": list(a.shape), "min": float(a.min()), "max": float(a.max()),
             "sha256": hashlib.sha256(a.data).hexdigest()}
+
+
+def transformed(splits: Splits, transform: str | None) -> Splits:
+    """``splits`` with ``transform`` applied to each split on its own (None: unchanged).
+
+    ``pobs``: the pseudo-observations rank / (n + 1) per column (:func:`gmmn.copulas.pobs`),
+    the copula scale of Hofert, Prasad & Zhu (2021): values in (0, 1), no standardisation.
+    Idempotent, so splits already transformed come back the same."""
+    if transform is None or splits.transform == transform:
+        return splits
+    if transform != "pobs":
+        raise DataError(f"unknown data transform {transform!r}; use pobs or none")
+    if splits.standardized:
+        raise DataError("--transform pobs needs data that is not standardised; drop "
+                        "--standardize")
+    from gmmn.copulas import pobs
+
+    def u(x: torch.Tensor) -> torch.Tensor:
+        if len(x) == 0:
+            return x
+        return torch.from_numpy(pobs(x.double().numpy()).astype(np.float32))
+
+    folds = {k: None if getattr(splits, k) is None else tuple(u(f) for f in getattr(splits, k))
+             for k in ("validation_folds", "test_folds")}
+    return dataclasses.replace(splits, train=u(splits.train), validation=u(splits.validation),
+                               test=u(splits.test), unit_interval=True, transform=transform,
+                               **folds)

@@ -2,9 +2,9 @@
 
 Each number comes with the score real data gets under the same procedure (training images
 in place of samples, scored against the test set), so a reader sees the ceiling next to the
-model. The run is any object with ``sample(n, *, seed)``, and for interpolations
-``decode_prior(z)`` and ``prior_dim`` (``gmmn.api.load_run`` returns one). A run whose
-checkpoint is not the end of training is marked unfinished in both reports.
+model. The samples come from a :class:`gmmn.sampling.Sampler` (``load_run(R).sampler()``, or
+a ``FunctionSampler`` around samples made elsewhere). A run whose checkpoint is not the end
+of training (its ``status``) is marked unfinished in both reports.
 
 Data without an image shape (a table) get the tabular metrics of :mod:`gmmn.evaluate.tabular`
 (marginals, correlations, an MMD test, a classifier two-sample test) and its figures instead
@@ -157,6 +157,12 @@ def evaluate_run(sampler: Sampler, splits: Splits, *, out_dir: pathlib.Path | st
     runs raises :class:`CheckpointError` (the folder is locked).
     """
     _check_report_name(report_name)
+    # (the methods, looked up on the class: a run's properties would load its data)
+    if not all(callable(getattr(type(sampler), m, None))
+               for m in ("sample", "decode_prior", "with_settings")):
+        raise ConfigError(f"evaluate_run takes a sampler, not a {type(sampler).__name__}: pass "
+                          f"run.sampler() (and status=run.status) for a loaded run, or wrap "
+                          f"a sample function in gmmn.sampling.FunctionSampler")
     final = pathlib.Path(out_dir)
     prepare_folder(final, what="the report folder")
     with _lock(final):

@@ -13,6 +13,7 @@ layout of runs made before the families (one warning per file).
 from __future__ import annotations
 
 import logging
+import typing
 
 from gmmn.config import Settings, TrainConfig, coerce, flag
 from gmmn.errors import ConfigError
@@ -59,8 +60,11 @@ def make_config(family: str, **flat) -> TrainConfig:
     model_names = set(fam.settings.names())
     unknown = sorted(set(flat) - run_names - sampling_names - model_names)
     if unknown:
+        owners = sorted({name for name, f in FAMILIES.items()
+                         if set(unknown) <= set(f.settings.names())})
+        hint = f"--family {owners[0]}" if owners else "a family that has it"
         raise ConfigError(f"{', '.join(flag(n) for n in unknown)} is not a setting of the "
-                          f"{family} family; drop it or choose a family that has it")
+                          f"{family} family; drop it or choose {hint}")
     return TrainConfig(family=family,
                        model=fam.settings(**{k: v for k, v in flat.items() if k in model_names}),
                        sampling=SamplingConfig(**{k: v for k, v in flat.items()
@@ -68,16 +72,26 @@ def make_config(family: str, **flat) -> TrainConfig:
                        **{k: v for k, v in flat.items() if k in run_names})
 
 
-def switch_family(cfg: TrainConfig, family: str) -> TrainConfig:
-    """``cfg`` as a run of ``family``: the settings the two families share keep their values,
-    the new family's others take its defaults."""
-    if family == cfg.family:
+def switch_family(cfg: TrainConfig, family: str, **changes) -> TrainConfig:
+    """``cfg`` as a run of ``family`` with ``changes`` (flat setting names) applied: the
+    settings the two families share keep their values, the new family's others take its
+    defaults. The config is checked once, with the changes in it (a change can be what makes
+    the new family's settings valid, e.g. explicit --sigmas for a GMMN+AE)."""
+    if family == cfg.family and not changes:
         return cfg
-    names = set(get_family(family).settings.names())
+    settings = get_family(family).settings
+    names, hints = set(settings.names()), settings.hints()
     flat = {k: v for k, v in cfg.flat().items() if k != "family"}
     keep = {k: v for k, v in flat.items()
-            if k in names or k in TrainConfig.run_names() or k in SamplingConfig.names()}
-    return make_config(family, **keep)
+            if k in TrainConfig.run_names() or k in SamplingConfig.names()
+            or (k in names and (v is not None or _optional(hints[k])))}
+    # (a shared setting left to be chosen from the data, None, takes the new family's
+    # default where that family has no such choice)
+    return make_config(family, **{**keep, **changes})
+
+
+def _optional(hint) -> bool:
+    return type(None) in typing.get_args(hint)
 
 
 # The flat layout (one dataclass for every family) chose the family by three fields.

@@ -30,6 +30,7 @@ from gmmn.data.splits import unstandardize
 from gmmn.errors import ConfigError, DataError
 from gmmn.memory import check_fits
 from gmmn.models import PRIORS
+from gmmn.qmc import prior_points, prior_sampling
 from gmmn.sampling import SamplingConfig, refuse_settings, sample_generator
 from gmmn.training.auto import FitCheck
 from gmmn.training.loop import Hooks, Stage
@@ -187,12 +188,27 @@ class PriorSampler:
         return unstandardize(out, self.info.get("mean"), self.info.get("std"))
 
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int | None = None) -> torch.Tensor:
-        """``n`` samples (n, D) in data space; the same seed gives the same samples."""
+    def sample(self, n: int, *, seed: int | None = None, qmc: bool = False) -> torch.Tensor:
+        """``n`` samples (n, D) in data space; the same seed gives the same samples.
+
+        ``qmc=True``: randomised quasi-Monte Carlo (Hofert, Prasad & Zhu 2021): the prior
+        points are the first ``n`` points of one scrambled Sobol' sequence randomised by
+        ``seed``, mapped through the prior's inverse CDF (:func:`gmmn.qmc.prior_points`;
+        ``n`` should be a power of two). ``qmc=False`` (default): pseudo-random prior points,
+        the numbers of every earlier gmmn."""
         gen = sample_generator(n, seed)
         check_sample_memory(self.model, n, self.dim, self.device)
-        out = self.model.sample(n, generator=gen)
+        if prior_sampling(qmc) == "sobol":
+            z = prior_points(n, self.prior_dim, prior=self.prior, seed=seed)
+            out = self.model.decode_prior(z.to(self.device))
+        else:
+            out = self.model.sample(n, generator=gen)
         return unstandardize(out, self.info.get("mean"), self.info.get("std"))
+
+    @property
+    def prior(self) -> str:
+        """The generator's prior, ``uniform`` (U[-1, 1]) or ``normal`` (N(0, I))."""
+        return self.model.generator.prior
 
 
 def check_sample_memory(model: nn.Module, n: int, dim: int, device: torch.device) -> None:

@@ -22,7 +22,7 @@ from gmmn.config import flag as config_flag
 from gmmn.data.splits import fingerprint
 from gmmn.errors import ConfigError, DataError
 from gmmn.families.base import Family, check_sample_memory
-from gmmn.sampling import SamplingConfig, sample_generator
+from gmmn.sampling import SamplingConfig, refuse_qmc, sample_generator
 from gmmn.training.blocks import BatchSampler, SampledStage, encode_rows, seeded_rng
 from gmmn.training.optim import Schedule
 
@@ -215,7 +215,8 @@ class ChainSampler:
                         "chain (sample)")
 
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int | None = None) -> torch.Tensor:
+    def sample(self, n: int, *, seed: int | None = None, qmc: bool = False) -> torch.Tensor:
+        refuse_qmc(qmc, "this baseline samples by its own Markov chain, which has no prior")
         gen = sample_generator(n, seed)
         device = next(self.model.parameters()).device
         check_sample_memory(self.model, n, int(self.info["dim"]), device)

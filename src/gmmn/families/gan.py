@@ -76,7 +76,7 @@ class GANSettings(GeneratorSettings):
     gan_optimizer: str = setting("sgd", "GAN: sgd (released-form SGD with momentum) or adam "
                                         "(momentum = beta1)")
     disc_hidden: tuple[int, ...] = setting((240, 240), "GAN discriminator hidden layer sizes "
-                                                       "(maxout units), comma- separated",
+                                                       "(maxout units), comma-separated",
                                            POSITIVE_INT)
     disc_pieces: int = setting(5, "GAN discriminator: linear pieces per maxout unit",
                                POSITIVE_INT)

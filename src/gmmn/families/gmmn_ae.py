@@ -36,7 +36,7 @@ from gmmn.models import (
     layer_weights,
     reconstruction_loss,
 )
-from gmmn.sampling import refuse_settings, sample_generator
+from gmmn.sampling import refuse_qmc, refuse_settings, sample_generator
 from gmmn.training.blocks import ENCODE_CHUNK, BatchSampler, SampledStage, encode_rows, seeded_rng
 from gmmn.training.loop import Part
 from gmmn.training.optim import ReleasedSGD, constant, stepwise_momentum
@@ -52,7 +52,7 @@ class GMMNAESettings(GMMNSettings):
                                                      "comma-separated (last: code size)",
                                          POSITIVE_INT)
     ae_dropout: tuple[float, ...] = setting((0.2, 0.5), "dropout rate on each encoder "
-                                                        "layer's input, comma- separated", RATE)
+                                                        "layer's input, comma-separated", RATE)
     released_dropout: bool = setting(True, "released-code dropout: masks not rescaled, "
                                            "weights / (1-p) on copy")
     ae_lr: float = setting(0.1, "autoencoder learning rate (pretraining and fine-tuning)",
@@ -283,7 +283,8 @@ class Reconstructions:
         raise DataError("reconstructions have no prior to decode")
 
     @torch.no_grad()
-    def sample(self, n: int, *, seed: int | None = None) -> torch.Tensor:
+    def sample(self, n: int, *, seed: int | None = None, qmc: bool = False) -> torch.Tensor:
+        refuse_qmc(qmc, "reconstructions come from images, not from a prior")
         gen = sample_generator(n, seed)
         total = self.images.shape[0]
         rows = (torch.randperm(total, generator=gen)[:n] if n <= total

@@ -370,24 +370,75 @@ def median_heuristic(x: Tensor, y: Tensor, *, max_points: int = 1000, seed: int 
 
 @dataclass(frozen=True)
 class TwoSampleResult:
-    """Outcome of :func:`two_sample_test`; p_value = (1 + #{perm >= statistic}) / (1 + P)."""
+    """Outcome of :func:`two_sample_test`.
+
+    ``p_value`` = (1 + #{b : T_b >= T}) / (1 + B), never 0, for "median", "fuse" and "split";
+    None for "agg", which gives a decision at level ``alpha`` and no single p-value.
+    ``reject``: H0 rejected at ``alpha``. ``decided_by``: the kernel(s) that made the decision
+    ("median": its scale(s); "agg": the kernels whose single tests rejected, empty when none
+    did; "fuse": the kernel with the largest share of the fused statistic; "split": the kernel
+    chosen on the first half); ``kernels``: the whole collection with each kernel's numbers
+    (:class:`gmmn.mmd._multi.KernelChoice`). For "agg" also ``level_permutations`` (B2) and
+    ``level_correction`` (u_alpha); ``resampling``: "permutation" or "wild bootstrap".
+    """
 
     statistic: float
-    p_value: float
+    p_value: float | None
     permutations: int
     sigmas: tuple[float, ...]
     estimator: str
     kernel: str
     n: int
     m: int
+    method: str = "median"
+    alpha: float = 0.05
+    reject: bool | None = None
+    decided_by: tuple = ()
+    kernels: tuple = ()
+    resampling: str = "permutation"
+    level_permutations: int | None = None
+    level_correction: float | None = None
+
+    def __post_init__(self):
+        if self.reject is None and self.p_value is not None:
+            object.__setattr__(self, "reject", bool(self.p_value <= self.alpha))
 
 
-def two_sample_test(x: Tensor, y: Tensor, *, sigmas: Sequence[float] | None = None,
-                    weights: Sequence[float] | None = None, permutations: int = 1000,
+def two_sample_test(x: Tensor, y: Tensor, *, method: str = "median", alpha: float | None = None,
+                    sigmas: Sequence[float] | None = None,
+                    weights: Sequence[float] | None = None, permutations: int | None = None,
                     seed: int = 0, estimator: str = "unbiased", kernel: str = "gaussian",
                     num_features: int = 1024, memory_budget: int | None = None,
-                    standardize: bool = False) -> TwoSampleResult:
+                    standardize: bool = False, kernels: str | Sequence[str] | None = None,
+                    bandwidths: Sequence[float] | None = None,
+                    number_bandwidths: int | None = None, weighting: str = "uniform",
+                    resampling: str = "auto", level_permutations: int | None = None,
+                    bisection_steps: int = 50, lambda_multiplier: float = 1.0,
+                    split_ratio: float = 0.5) -> TwoSampleResult:
     """Permutation test of H0: x and y come from one distribution, by MMD^2.
+
+    ``method`` chooses the kernel (docs/mmd.md says when to use which):
+
+    - "median" (default, unchanged): one kernel of the given ``sigmas``, else the median
+      heuristic, ``permutations`` relabellings (default 1000); the options below.
+    - "agg": MMDAgg (Schrab et al., JMLR 2023): a collection of gaussian and laplace kernels
+      from the data's distance quantiles (``kernels``, ``number_bandwidths`` = 10 each, or
+      explicit ``bandwidths``), ``weighting`` "uniform" | "decreasing" | "increasing" |
+      "centred", ``permutations`` = B1 = 2000 and ``level_permutations`` = B2 = 2000 simulated
+      statistics (the wild bootstrap when n = m, else relabellings: ``resampling``), the level
+      corrected by ``bisection_steps`` = 50. A decision at ``alpha``: ``p_value`` is None.
+    - "fuse": MMD-FUSE (Biggs, Schrab & Gretton, NeurIPS 2023): the log-sum-exp of the
+      normalised MMD^2 of the same families (10 bandwidths each, linearly spaced),
+      ``lambda_multiplier`` times sqrt(n (n-1)), ``permutations`` = 2000; a p-value.
+    - "split": the kernel with the best power criterion MMD^2 / sd on a ``split_ratio`` part
+      of each sample (100 gaussian bandwidths), tested on the rest (2000 permutations).
+
+    ``alpha`` (default 0.05) is the level of ``reject``; a count of relabellings too small to
+    reach it raises :class:`MMDError` naming the smallest that can (for "median" only when
+    ``alpha`` is given, so that calls without it behave as before). The aggregated methods
+    compute their kernels in float32 tiles (a tie tolerance of 1e-5 absorbs the rounding) and
+    hold at most ``memory_budget`` bytes whatever n is; a budget that cannot hold one tile
+    raises.
 
     ``standardize=True`` first z-scores both sets by the POOLED per-feature mean and sd of x
     and y together (a constant feature gets sd 1): features in different units then weigh
@@ -395,20 +446,59 @@ def two_sample_test(x: Tensor, y: Tensor, *, sigmas: Sequence[float] | None = No
     alone. Pooling treats both sets the same, so the test stays exact under H0 (the
     transform is a function of the pooled sample, which relabelling leaves unchanged).
 
-    In float64. When the pooled kernel matrix (8 (n+m)^2 bytes, with its temporaries; the
-    random features for "rff") fits ``memory_budget`` bytes (``PERM_MEMORY_BUDGET`` when
-    None) it is computed ONCE and each permutation relabels which rows are x, in vectorised
-    chunks. Otherwise its tiles are recomputed for each chunk of relabellings, in that much
-    memory whatever n is: the same relabellings for a seed, the same statistic and p-value
-    up to rounding, at the cost of recomputing the kernel once per chunk (docs/mmd.md). The
-    default "unbiased" statistic is 0 in expectation under H0. ``sigmas`` default to the
-    median heuristic.
+    "median" runs in float64. When the pooled kernel matrix (8 (n+m)^2 bytes, with its
+    temporaries; the random features for "rff") fits ``memory_budget`` bytes
+    (``PERM_MEMORY_BUDGET`` when None) it is computed ONCE and each permutation relabels which
+    rows are x, in vectorised chunks. Otherwise its tiles are recomputed for each chunk of
+    relabellings, in that much memory whatever n is: the same relabellings for a seed, the
+    same statistic and p-value up to rounding, at the cost of recomputing the kernel once per
+    chunk (docs/mmd.md). The default "unbiased" statistic is 0 in expectation under H0.
+    ``sigmas`` default to the median heuristic.
 
     Exceedances are counted chunk by chunk, so memory does not grow with ``permutations``;
     counts above ``MAX_PERMUTATIONS``, or whose time extrapolated from the first chunk passes
     ``PERM_TIME_LIMIT`` seconds, are refused with :class:`MMDError`. ``seed``: 0 to 2**64 - 1.
     """
+    from . import _methods  # kernel selection; imports nothing from this module
+    from ._multi import KernelChoice
+
     _check_samples(x, y)
+    extra = {"kernels": kernels, "bandwidths": bandwidths, "number_bandwidths": number_bandwidths,
+             "weighting": weighting, "resampling": resampling,
+             "level_permutations": level_permutations, "bisection_steps": bisection_steps,
+             "lambda_multiplier": lambda_multiplier, "split_ratio": split_ratio}
+    try:
+        _methods.check_method(method)
+        level = _methods.level(alpha)
+        _methods.check_options(method, extra)
+    except _methods.BadInput as exc:
+        raise MMDError(str(exc)) from None
+    if method != "median":
+        median_only = {"sigmas": sigmas is not None, "weights": weights is not None,
+                       "estimator": estimator != "unbiased", "kernel": kernel != "gaussian",
+                       "num_features": num_features != 1024}
+        for name, given in median_only.items():
+            if given:
+                raise MMDError(f"{name}= applies to method 'median' only; method {method!r} "
+                               "chooses its kernels from kernels=, bandwidths= and "
+                               "number_bandwidths=")
+        seed = _seed(seed)
+        budget = PERM_MEMORY_BUDGET if memory_budget is None else _budget(memory_budget,
+                                                                          x.device)
+        x, y = x.detach().to(torch.float64), y.detach().to(torch.float64)
+        if standardize:
+            x, y = _pooled_zscore(x, y)
+        _compute_dtype(x, y, (1.0,), promote=False)  # distances themselves must fit float64
+        try:
+            fields = _methods.run(method, x.cpu(), y.cpu(), alpha=level,
+                                  permutations=permutations, seed=seed, budget=budget,
+                                  max_permutations=MAX_PERMUTATIONS, check_time=_check_time,
+                                  **extra)
+        except _methods.BadInput as exc:
+            raise MMDError(str(exc)) from None
+        return TwoSampleResult(**fields)
+    if permutations is None:
+        permutations = 1000
     if not _whole(permutations):
         raise MMDError(f"permutations={permutations!r} must be a whole number (e.g. 1000)")
     if permutations < 1:
@@ -418,6 +508,11 @@ def two_sample_test(x: Tensor, y: Tensor, *, sigmas: Sequence[float] | None = No
                        f"a p-value resolves to 1/(1 + permutations), so 10**4 to 10**6 "
                        f"relabellings are plenty; pass fewer")
     permutations, seed = int(permutations), _seed(seed)
+    if alpha is not None:
+        try:
+            _methods.check_reachable(permutations, level)
+        except _methods.BadInput as exc:
+            raise MMDError(str(exc)) from None
     if estimator not in ESTIMATORS:
         raise MMDError(f"unknown estimator {estimator!r}; choose one of {list(ESTIMATORS)}")
     n, m = x.shape[0], y.shape[0]
@@ -457,7 +552,11 @@ def two_sample_test(x: Tensor, y: Tensor, *, sigmas: Sequence[float] | None = No
             _check_time(time.perf_counter() - started, chunk.shape[0], permutations)
         done += chunk.shape[0]
     p = (1 + count) / (1 + permutations)
-    return TwoSampleResult(float(stat), p, permutations, spec.sigmas, estimator, kernel, n, m)
+    share = sum(spec.weights)
+    chosen = tuple(KernelChoice(kernel, s, float(stat), p, weight=w / share)
+                   for s, w in zip(spec.sigmas, spec.weights, strict=True))
+    return TwoSampleResult(float(stat), p, permutations, spec.sigmas, estimator, kernel, n, m,
+                           method="median", alpha=level, decided_by=chosen, kernels=chosen)
 
 
 def _budget(memory_budget, device: torch.device) -> int:

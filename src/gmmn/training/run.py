@@ -29,7 +29,7 @@ from torch import nn
 
 from gmmn.config import TrainConfig, package_versions
 from gmmn.config import flag as config_flag
-from gmmn.data.splits import fingerprint
+from gmmn.data.splits import fingerprint, transformed
 from gmmn.errors import CheckpointError, ConfigError
 from gmmn.families import family_of
 from gmmn.families.base import Family
@@ -69,7 +69,8 @@ def load_splits(cfg: TrainConfig, *, download: bool = True):
         extra["split"] = cfg.split
     # The run's seed picks the split (digits, user data); `gmmn evaluate` and `gmmn reproduce`
     # load the split of that seed, so training must too or test rows leak into training.
-    return load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, **extra)
+    splits = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.seed, **extra)
+    return transformed(splits, cfg.transform)
 
 
 def data_info(splits) -> dict:
@@ -82,7 +83,10 @@ def data_info(splits) -> dict:
             "unit_interval": bool(splits.unit_interval), "source": str(splits.source),
             "mean": None if mean is None else mean.detach().cpu().float().clone(),
             "std": None if std is None else std.detach().cpu().float().clone(),
-            "fingerprint": fingerprint(splits.train)}
+            "fingerprint": fingerprint(splits.train),
+            # "pobs": samples are on the copula scale (0, 1)^D (absent: no transform, as in
+            # the checkpoints of every earlier gmmn)
+            **({"transform": splits.transform} if getattr(splits, "transform", None) else {})}
 
 
 @dataclass
@@ -138,7 +142,8 @@ def run_training(cfg: TrainConfig, *, out_dir: str | Path | None = None,
 def _train(cfg: TrainConfig, folder: RunFolder, state: dict | None, splits,
            device: torch.device, callback, hooks: Hooks, stop: StopOnSignal) -> TrainResult:
     family = family_of(cfg)
-    # data
+    # data (splits given by the caller, e.g. GMMN.fit's array, get the run's transform too)
+    splits = transformed(splits, cfg.transform)
     cfg, splits, chosen = resolve(cfg, splits, data_space=family.data_space)
     info = data_info(splits)
     if state is not None:

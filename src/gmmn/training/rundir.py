@@ -38,8 +38,10 @@ METRICS_NAME = "metrics.jsonl"
 GRID_NAME = "samples.png"
 # The files of a run folder written by gmmn.files.atomic_write (globs).
 RUN_FILES = (CHECKPOINT_NAME, CONFIG_NAME, "samples*.png")
-# Fields a resumed run may change: they affect bookkeeping, not the numbers computed.
-RESUMABLE_OVERRIDES = ("device", "checkpoint_every", "log_every", "sample_every", "data_dir")
+# Fields a resumed run may change: they affect bookkeeping (and how samples are drawn, for
+# a chain's progress pictures), not the numbers training computes.
+RESUMABLE_OVERRIDES = ("device", "checkpoint_every", "log_every", "sample_every", "data_dir",
+                       "chains", "burn_in", "thin", "chain_noise", "chain_noise_space")
 GRID_SAMPLES = 100
 
 
