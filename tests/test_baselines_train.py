@@ -64,7 +64,8 @@ def test_presets_follow_the_recipes_of_docs_baselines():
             assert PRESETS[f"{prefix}-{cfg.family}"].family == cfg.family
     assert get_preset("fashion-mnist-gsn") == dataclasses.replace(
         gsn, preset="fashion-mnist-gsn", dataset="fashion-mnist")
-    assert all(PRESETS[n].family in ("gmmn", "gmmn-ae", "gan") for n in PRESETS
+    assert all(PRESETS[n].family in ("gmmn", "gmmn-ae", "gan", "cgmmn", "cgmmn-ae")
+               for n in PRESETS
                if not n.endswith(("-dbn", "-scae", "-gsn")))
 
 

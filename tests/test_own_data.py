@@ -280,3 +280,123 @@ def test_run_training_resumes_a_tabular_run_given_the_unresolved_preset(tmp_path
     first = run_training(cfg, out_dir=tmp_path / "r", resume=True)
     again = run_training(cfg, out_dir=tmp_path / "r", resume=True)  # not "cannot change it"
     assert again.config == first.config and first.config.lr == pytest.approx(0.1)
+
+
+def test_column_levels_finds_categories_and_snapping_puts_samples_on_them():
+    from gmmn.data.splits import column_levels, snap_to_levels
+
+    x = torch.tensor([[0.0, 1.5, 10.0], [1.0, 2.5, 11.0], [0.0, 3.5, 12.0], [1.0, 4.5, 13.0]])
+    levels = column_levels(x, 2)
+    assert [j for j, _ in levels] == [0]  # columns 1 and 2 hold four values each
+    assert torch.equal(levels[0][1], torch.tensor([0.0, 1.0]))
+    assert column_levels(x, 0) == [] and len(column_levels(x, 4)) == 3
+    s = torch.tensor([[0.4, 9.0, 9.0], [0.6, -9.0, -9.0], [-3.0, 0.0, 0.0]])
+    out = snap_to_levels(s, levels)
+    assert out[:, 0].tolist() == [0.0, 1.0, 0.0]  # the nearest of 0 and 1
+    assert torch.equal(out[:, 1:], s[:, 1:]) and s[0, 0] == 0.4  # others, and s, untouched
+
+
+@pytest.mark.integration
+def test_a_binary_column_is_sampled_on_its_two_values_in_data_units(tmp_path):
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.normal(50, 10, 300), rng.choice([0.0, 1.0], 300),
+                         rng.normal(0, 1, 300)])
+    m = GMMN(**TINY_API).fit(x, progress=False)
+    assert m.run_.config.discrete_levels == 10  # the tabular preset's
+    s = m.sample(400, seed=0)
+    assert set(np.unique(s[:, 1]).round(5)) <= {0.0, 1.0}
+    assert len(np.unique(s[:, 0])) > 300  # continuous columns stay continuous
+    m.save(tmp_path / "m.pt")  # the levels travel with the checkpoint
+    np.testing.assert_array_equal(GMMN.load(tmp_path / "m.pt").sample(400, seed=0), s)
+    off = GMMN(config_overrides={"discrete_levels": 0}, **TINY_API).fit(x, progress=False)
+    assert len(np.unique(off.sample(400, seed=0)[:, 1])) > 300
+
+
+@pytest.mark.integration
+def test_a_checkpoint_with_damaged_levels_is_refused(tmp_path):
+    from gmmn import load_run
+    from gmmn.errors import CheckpointError
+    from gmmn.training.checkpoint import load_checkpoint, save_checkpoint
+
+    x = np.column_stack([np.arange(60.0), np.tile([0.0, 1.0], 30)])
+    GMMN(**TINY_API).fit(x, progress=False).save(tmp_path / "m.pt")
+    state = load_checkpoint(tmp_path / "m.pt")
+    assert [j for j, _ in state["data"]["levels"]] == [1]
+    state["data"]["levels"] = [(5, torch.tensor([0.0, 1.0]))]  # no column 5 in 2-d data
+    save_checkpoint(state, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="data.levels"):
+        load_run(tmp_path / "bad.pt")
+
+
+@pytest.mark.integration
+def test_selection_keeps_the_generator_nearest_the_validation_rows(tmp_path):
+    from gmmn.training.checkpoint import load_checkpoint
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 4))
+    m = GMMN(config_overrides={"select_every": 10}, **TINY_API).fit(x, progress=False)
+    assert m.run_.config.select_every == 10
+    assert m.run_.config.data_batch_size == 96  # trained on the 4/5 not held out
+    # the CLI logs each score; the kept generator is the one with the lowest
+    out = tmp_path / "run"
+    np.save(tmp_path / "x.npy", x.astype(np.float32))
+    done = run_cli("train", "--dataset", str(tmp_path / "x.npy"), "--out", str(out), *TINY,
+                   "--select-every", "10")
+    assert done.returncode == 0, done.stderr
+    scored = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()
+              if "val_mmd2" in line]
+    assert [r["iteration"] for r in scored] == [10, 20, 30]
+    best = min(scored, key=lambda r: r["val_mmd2"])
+    assert scored[-1]["best_val_mmd2"] == pytest.approx(best["val_mmd2"])
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["done"] and state["data"]["dim"] == 4
+
+
+def test_fit_validation_rows_must_match_the_features():
+    from gmmn.errors import DataError
+
+    with pytest.raises(DataError, match="validation rows have 3 columns"):
+        GMMN(**TINY_API).fit(np.ones((20, 4)), validation=np.ones((5, 3)), progress=False)
+
+
+def test_select_every_without_validation_rows_is_one_clear_error():
+    from gmmn.errors import ConfigError
+    from gmmn.api import array_splits
+    from gmmn.training.run import run_training
+
+    cfg = get_preset("digits-gmmn").override(select_every=10, iterations=20)
+    with pytest.raises(ConfigError, match="validation rows, but this run has none"):
+        run_training(cfg, splits=array_splits(np.random.default_rng(0).random((50, 4))))
+
+
+def test_keeps_best_puts_back_the_generator_of_the_best_score_and_resumes_it():
+    from gmmn.training.blocks import KeepsBest
+
+    class Scripted(KeepsBest):
+        def __init__(self, scores):
+            self.model = torch.nn.Module()
+            self.model.generator = torch.nn.Linear(2, 2)
+            self.iterations, self.scores = 30, list(scores)
+            self.init_best(10, torch.zeros(3, 2))
+
+        def validation_score(self):
+            s = self.scores.pop(0)
+            return s, {"val": s}
+
+    stage = Scripted([0.1, 0.5, 0.2])
+    kept = None
+    for t in range(1, 31):
+        with torch.no_grad():
+            stage.model.generator.weight.fill_(t)
+        out = stage.after_step(t)
+        assert bool(out) == (t % 10 == 0)
+        if t == 20:
+            kept = stage.model.generator.weight.clone()
+            resumed = Scripted([0.2])  # a run resumed from iteration 20's checkpoint
+            resumed.load_best_state_dict(stage.best_state_dict())
+    assert out == {"val": 0.2, "best_validation_score": 0.5}
+    stage.finish()
+    assert torch.equal(stage.model.generator.weight, kept)
+    resumed.after_step(30)
+    resumed.finish()
+    assert torch.equal(resumed.model.generator.weight, kept)

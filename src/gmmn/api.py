@@ -124,8 +124,13 @@ class Run:
         """Prior points (k, prior_dim) -> samples (k, D) in data space (e.g. interpolations)."""
         return self.sampler().decode_prior(z)
 
-    def sample(self, n: int, *, seed: int | None = None, qmc: bool = False) -> torch.Tensor:
+    def sample(self, n: int, *, seed: int | None = None, qmc: bool = False,
+               label=None) -> torch.Tensor:
         """``n`` samples (n, D) in data space; the same seed gives the same samples.
+
+        ``label`` (a conditional run, families cgmmn and cgmmn-ae): samples of that class,
+        or one label per sample; without it a conditional run draws classes as often as its
+        training data has them (docs/conditional.md).
 
         ``qmc=True`` (GMMN, GMMN+AE, GAN): randomised quasi-Monte Carlo, the prior points
         being one scrambled Sobol' sequence per call, randomised by ``seed`` and mapped
@@ -136,9 +141,20 @@ class Run:
         the run's burn-in, thinning (and CAE noise) settings (:meth:`sampler` for others);
         it refuses ``qmc=True``. A run trained with ``--transform pobs`` samples on the
         copula scale, (0, 1)^D (``data["transform"]``)."""
+        if label is not None:
+            return self.conditional_sampler().sample(n, seed=seed, qmc=qmc, label=label)
         if qmc:  # passed only when asked, so a Sampler without the keyword still serves
             return self.sampler().sample(n, seed=seed, qmc=True)
         return self.sampler().sample(n, seed=seed)
+
+    def conditional_sampler(self) -> Sampler:
+        """The sampler of a conditional run (it has ``classes``), or one ConfigError."""
+        sampler = self.sampler()
+        if getattr(sampler, "classes", None) is None:
+            raise ConfigError(f"a label picks the class of a conditional run (families cgmmn, "
+                              f"cgmmn-ae), but this run ({self.config.preset}, family "
+                              f"{self.config.family}) is unconditional: drop the label")
+        return sampler
 
     def reconstructions(self, images: torch.Tensor) -> _Reconstructions:
         """A GMMN+AE run's autoencoder as a sampler of reconstructions of ``images``."""
@@ -179,6 +195,41 @@ def _run_from_state(state: dict, *, device, source: str = "checkpoint") -> Run:
                     state.get("stage"))
     return Run(cfg, info, model.to(device).eval(), done, stage=state.get("stage"),
                iteration=state["iteration"])
+
+
+# GMMN.fit without validation rows for a config that selects on them: the share of X held
+# out (scikit-learn's MLP early stopping holds out 0.1; a table of a hundred rows needs more
+# than ten to score a generator on), and the fewest rows for which it selects at all.
+VALIDATION_FRACTION = 0.2
+MIN_SELECTION_ROWS = 10
+
+
+def _with_validation(splits, validation, *, seed: int):
+    """``splits`` with validation rows: ``validation`` (an array as wide as the training
+    rows), else a seeded :data:`VALIDATION_FRACTION` of the training rows, else (fewer than
+    :data:`MIN_SELECTION_ROWS` rows) none."""
+    import dataclasses
+
+    from gmmn.data.splits import random_split
+
+    train = splits.train
+    if validation is not None:
+        rows = array_splits(validation, name="validation").train
+        if rows.shape[1] != train.shape[1]:
+            raise DataError(f"validation rows have {rows.shape[1]} columns but the training "
+                            f"rows have {train.shape[1]}; pass rows of the same features")
+        return dataclasses.replace(splits, validation=rows.to(train.dtype))
+    if len(train) < MIN_SELECTION_ROWS:
+        log.info("%d rows are too few to hold some out for selecting the generator: training "
+                 "on all of them, without selection", len(train))
+        return splits
+    keep, held = random_split(len(train), (1 - VALIDATION_FRACTION, VALIDATION_FRACTION),
+                              seed=seed)
+    log.info("holding out %d of the %d rows to select the generator on (pass validation= "
+             "to choose them, or config_overrides={'select_every': 0} to train on all)",
+             len(held), len(train))
+    keep, held = torch.from_numpy(keep), torch.from_numpy(held)
+    return dataclasses.replace(splits, train=train[keep], validation=train[held])
 
 
 def array_splits(x, *, name: str = "array", image_shape: tuple[int, int] | None = None):
@@ -360,11 +411,16 @@ class GMMN(BaseEstimator):
         # The one step that applies the fields to the preset (as a run of its family).
         return _apply(base, family, overrides)
 
-    def fit(self, X, y=None, *, image_shape: tuple[int, int] | None = None, callback=None,
-            progress: bool | str | None = None) -> GMMN:
+    def fit(self, X, y=None, *, validation=None, image_shape: tuple[int, int] | None = None,
+            callback=None, progress: bool | str | None = None) -> GMMN:
         """Train on the rows of ``X`` (N, D); returns ``self``.
 
         ``y`` is ignored: the model is unsupervised, and scikit-learn passes one anyway.
+        ``validation``: held-out rows (M, D) on which a config that selects its generator
+        (``config_overrides={"select_every": N}``; docs/training.md) scores it. Without them
+        such a fit holds out a seeded fifth of ``X`` (:data:`VALIDATION_FRACTION`) and trains on
+        the rest, as scikit-learn's early stopping does; with fewer than
+        :data:`MIN_SELECTION_ROWS` rows it trains on all of them and selects nothing.
         ``image_shape``: (height, width) when the rows are images. ``progress``: as the
         parameter of that name, for this call only (None: the parameter's).
         ``callback(step)`` gets every :class:`gmmn.training.loop.StepInfo` too.
@@ -378,6 +434,11 @@ class GMMN(BaseEstimator):
                             f"X.to_dense() for torch)")
         splits = array_splits(X, image_shape=image_shape)
         cfg = self._config(splits)
+        if getattr(cfg.model, "select_every", 0) or validation is not None:
+            splits = _with_validation(splits, validation, seed=cfg.seed)
+            cfg = self._config(splits)  # its data batch is the rows it trains on
+            if not len(splits.validation):
+                cfg = cfg.override(select_every=0)
         progress = self.progress if progress is None else progress
         mode = {True: "auto", False: None}.get(progress, progress)
         bar = TrainingProgress(mode=mode) if mode else None

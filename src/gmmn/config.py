@@ -133,6 +133,10 @@ class TrainConfig(Settings):
     transform: str | None = setting(None, "data transform before training: pobs "
                                           "(pseudo-observations, rank / (n + 1) per column: "
                                           "learn the copula) or none")
+    # categories and counts: each sample of such a column is put on its nearest value
+    discrete_levels: int = setting(0, "sample each column whose training values take at most "
+                                      "N distinct values on those values (categories, "
+                                      "counts; 0: off; tabular-gmmn: 10)", COUNT)
     # torch and numpy seeds are 32/64-bit unsigned
     seed: int = setting(0, "seed of weights, prior noise, dropout and data order",
                         (0, 2**32 - 1, True, True))

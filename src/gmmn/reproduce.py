@@ -392,6 +392,9 @@ def _run(cfg: TrainConfig, splits, p: Plan, say: Event) -> dict:
         "classes_present": _pick(report.get("coverage"), "classes_present", "total_variation"),
         "precision_recall": _pick(report.get("precision-recall"), "precision", "recall"),
         "classifier_accuracy": (report.get("classifier") or {}).get("test_accuracy"),
+        # a conditional run's (docs/conditional.md); None for the others
+        "conditional_accuracy": _pick(report.get("conditional_accuracy"), "overall",
+                                      "per_class"),
         "train_seconds": train_seconds, "eval_seconds": float(timing["seconds"]),
         "commands": [train_command(cfg, rel),
                      evaluate_command(rel, n_samples=p.n_samples, seed=cfg.seed,
@@ -434,6 +437,9 @@ def _row(model: ModelPlan, runs: list[dict]) -> dict:
         # Each run's own standard error over test images, averaged: the within-run noise.
         row["parzen"]["run_stderr"] = statistics.fmean(r["parzen"]["stderr"] for r in runs)
         row["parzen"]["sigmas"] = [r["parzen"]["sigma"] for r in runs]
+    if all(r.get("conditional_accuracy") for r in runs):  # a conditional model's row
+        row["conditional_accuracy"] = {"overall": seed_summary(
+            [r["conditional_accuracy"]["overall"] for r in runs])}
     row["train_seconds"] = statistics.fmean(r["train_seconds"] for r in runs)
     row["eval_seconds"] = statistics.fmean(r["eval_seconds"] for r in runs)
     row["runs"] = runs

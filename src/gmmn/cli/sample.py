@@ -36,6 +36,9 @@ def register(subparsers) -> None:
                         "(randomised by --seed) instead of pseudo-random ones, for estimates of "
                         "smaller variance; --n should be a power of two (GMMN, GMMN+AE, GAN "
                         "runs)")
+    p.add_argument("--label", type=int, default=None,
+                   help="conditional runs (cgmmn, cgmmn-ae): samples of this class (default: "
+                        "classes as often as in training; a .png then shows one row per class)")
     add_chain_flags(p)
     p.set_defaults(handler=run)
 
@@ -77,6 +80,7 @@ def chain_flags(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
+    import torch
 
     from gmmn.api import load_run
     from gmmn.sampling import SAMPLE_SEEDS
@@ -100,13 +104,21 @@ def run(args: argparse.Namespace) -> int:
     check_fits(4.0 * args.n * (2 * model.dim + widest), device=device,
                what=f"--n {args.n} samples of {model.dim} dimensions",
                fix="draw fewer samples per call")
-    x = (sampler.sample(args.n, seed=args.seed, qmc=True) if args.qmc
-         else sampler.sample(args.n, seed=args.seed)).cpu()
+    classes, ncol = getattr(sampler, "classes", None), None
+    if args.label is not None:
+        x = model.sample(args.n, seed=args.seed, qmc=args.qmc, label=args.label).cpu()
+    elif classes is not None and out.suffix.lower() == ".png":
+        ncol = -(-args.n // classes)  # one row per class
+        x = sampler.sample(args.n, seed=args.seed, qmc=args.qmc,
+                           label=torch.arange(args.n) // ncol).cpu()
+    else:
+        x = (sampler.sample(args.n, seed=args.seed, qmc=True) if args.qmc
+             else sampler.sample(args.n, seed=args.seed)).cpu()
     prepare_folder(out.parent, what="the folder of --out")
     if out.suffix.lower() == ".png":
         from gmmn.grid import save_grid
 
-        save_grid(x, model.image_shape, out)
+        save_grid(x, model.image_shape, out, ncol=ncol)
     elif out.suffix.lower() == ".npy":
         atomic_write(out, lambda f: np.save(f, x.numpy()))
     else:

@@ -88,6 +88,44 @@ def unstandardize(x: torch.Tensor, mean: torch.Tensor | None, std: torch.Tensor 
     return x * std.to(x) + mean.to(x)
 
 
+def column_levels(train: torch.Tensor, max_levels: int) -> list[tuple[int, torch.Tensor]]:
+    """The columns of ``train`` that hold at most ``max_levels`` distinct values, each with
+    its sorted values: [(column, levels), ...]; none when ``max_levels`` is 0.
+
+    Such a column is a category or a count (diabetes' sex column holds two values), which a
+    continuous generator can only smear around its values; :func:`to_data_units` puts each
+    sample on the nearest one. Found in the units the model trains in, so standardised data
+    gives the standardised values of the same levels."""
+    if max_levels <= 0:
+        return []
+    out = []
+    for j in range(train.shape[1]):
+        values = torch.unique(train[:, j].float())
+        if len(values) <= max_levels:
+            out.append((j, values))
+    return out
+
+
+def snap_to_levels(x: torch.Tensor, levels) -> torch.Tensor:
+    """``x`` with every column of ``levels`` ([(column, sorted values), ...]) replaced by its
+    nearest value: each sample of a categorical column lies on one of the data's values."""
+    if not levels:
+        return x
+    x = x.clone()
+    for j, values in levels:
+        v = values.to(x)
+        x[:, j] = v[(x[:, j, None] - v).abs().argmin(1)]
+    return x
+
+
+def to_data_units(x: torch.Tensor, info: dict) -> torch.Tensor:
+    """Model outputs (k, D) as samples in data units, by the run's data description
+    ``info``: discrete columns on their levels (``info["levels"]``, absent in runs made
+    before it), then the standardisation undone."""
+    return unstandardize(snap_to_levels(x, info.get("levels")), info.get("mean"),
+                         info.get("std"))
+
+
 def zscore_stats(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and std (float32, accumulated in float64) of a float32 training split;
     constant features get std 1, so they stay at 0 after centring instead of dividing by 0."""

@@ -2,7 +2,8 @@
 
 - ``.npz`` with ``train``, ``validation`` and ``test`` arrays (and optional
   ``train_labels``, ``validation_labels``, ``test_labels``); or holding exactly one array,
-  which is split like a ``.npy``.
+  which is split like a ``.npy``, optionally with its labels beside it (``labels`` or ``y``,
+  one per row, split with the rows).
 - ``.npy``, ``.csv`` (numeric columns, an optional header row) and image folders: one set,
   split 90 / 5 / 5 by a permutation seeded with ``seed``.
 - Arrays of shape (N, H, W) or (N, H, W, C) with C = 3 or 4 are images and keep that shape
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 SPLIT_FRACTIONS = (0.90, 0.05, 0.05)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _KEYS = ("train", "validation", "test")
+LABEL_KEYS = ("labels", "y")  # the labels beside a single data array in an .npz
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -60,7 +62,7 @@ def _image_shape(x: np.ndarray) -> tuple[int, ...] | None:
 
 
 def _split_one(name: str, x: np.ndarray, *, source: str, seed: int, standardize: bool,
-               image_shape: tuple[int, ...] | None) -> Splits:
+               image_shape: tuple[int, ...] | None, labels: np.ndarray | None = None) -> Splits:
     if x.ndim == 0 or len(x) == 0:
         raise DataError(f"{source} holds no examples; it needs at least three rows")
     if len(x) < 3:
@@ -68,8 +70,14 @@ def _split_one(name: str, x: np.ndarray, *, source: str, seed: int, standardize:
                         "for train, validation and test")
     # Checked before splitting, so a bad value is reported by its row in the file.
     x = check_array(x, what="the data", source=source)
+    if labels is not None and np.asarray(labels).reshape(-1).shape[0] != len(x):
+        raise DataError(f"{source}: its labels hold {np.asarray(labels).size} values for "
+                        f"{len(x)} examples; give one label per example")
     tr, va, te = random_split(len(x), SPLIT_FRACTIONS, seed=seed)
-    return make_splits(name, {"train": x[tr], "validation": x[va], "test": x[te]},
+    y = None if labels is None else np.asarray(labels).reshape(-1)
+    parts = {"train": tr, "validation": va, "test": te}
+    return make_splits(name, {k: x[i] for k, i in parts.items()},
+                       labels=None if y is None else {k: y[i] for k, i in parts.items()},
                        source=source, image_shape=image_shape, standardize=standardize)
 
 
@@ -105,12 +113,19 @@ def load_array_file(path: Path, *, seed: int = 0, standardize: bool = False) -> 
             name, {k: _as_values(arrays[k]) for k in _KEYS},
             labels={k: arrays.get(f"{k}_labels") for k in _KEYS},
             source=str(path), image_shape=shape, standardize=standardize)
+    label_keys = [k for k in LABEL_KEYS if k in arrays]
+    if len(arrays) == 2 and len(label_keys) == 1:  # one data array and its labels
+        y = arrays.pop(label_keys[0])
+        (x,) = arrays.values()
+        return _split_one(name, _as_values(x), source=str(path), seed=seed,
+                          standardize=standardize, image_shape=_image_shape(x), labels=y)
     if len(arrays) == 1:
         (x,) = arrays.values()
         return _split_one(name, _as_values(x), source=str(path), seed=seed,
                           standardize=standardize, image_shape=_image_shape(x))
     raise DataError(f"{path} has the arrays {sorted(arrays) or 'none'}; expected train, "
-                    "validation and test (plus optional *_labels), or exactly one array")
+                    "validation and test (plus optional *_labels), exactly one array, or one "
+                    "array and its labels (named labels or y)")
 
 
 def _load_error(path: Path, exc: Exception) -> DataError:

@@ -65,6 +65,12 @@ def _image_rows(report: dict) -> list[tuple[str, str, str]]:
                      f"{round(r['classes_present'] * k)}"))
         rows.append(("total variation to test labels", _fmt(c["total_variation"]),
                      _fmt(r["total_variation"])))
+    if "conditional_accuracy" in report and "skipped" not in report["conditional_accuracy"]:
+        c, f = report["conditional_accuracy"], report["fd_per_class"]
+        rows.append(("conditional accuracy (requested class recognised)",
+                     f"{c['overall']:.4f}", f"{c['reference']['overall']:.4f} (test images)"))
+        rows.append(("per-class Frechet distance, mean over classes", _fmt(f["mean"]),
+                     _fmt(f["reference"]["mean"])))
     if "precision-recall" in report and "skipped" not in report["precision-recall"]:
         pr, r = report["precision-recall"], report["precision-recall"]["reference"]
         rows.append((f"precision / recall (k={PR_K})",
@@ -148,7 +154,14 @@ def render_markdown(report: dict) -> str:
                       "outside the grid, and the score is not the estimator's best."]
     lines += _size_lines(report, noun=noun, threshold=tabular.MIN_TRUSTED_ROWS if table
                          else MIN_TRUSTED_IMAGES)
-    names = dict.fromkeys((*METRICS, *TABULAR_ALLOWED, *SKIPPABLE_FIGURES))
+    if "conditional_accuracy" in report and "skipped" not in report["conditional_accuracy"]:
+        c, f = report["conditional_accuracy"], report["fd_per_class"]["per_class"]
+        lines += ["", "| class | conditional accuracy | test-image accuracy | Frechet distance |",
+                  "|---|---|---|---|"]
+        lines += [f"| {k} | {v:.4f} | {_fmt(c['reference']['per_class'].get(k))} | "
+                  f"{_fmt(f.get(k))} |" for k, v in c["per_class"].items()]
+    names = dict.fromkeys((*METRICS, *TABULAR_ALLOWED, *SKIPPABLE_FIGURES,
+                           "conditional_accuracy", "fd_per_class"))
     skipped = [f"- {k}: {report[k]['skipped']}" for k in names
                if isinstance(report.get(k), dict) and "skipped" in report[k]]
     if skipped:

@@ -43,7 +43,7 @@ import torch
 from gmmn.data import Splits
 from gmmn.errors import CheckpointError, ConfigError, GMMNError, OutputError
 from gmmn.evaluate import classifier as clf_mod
-from gmmn.evaluate import figures, metrics, tabular
+from gmmn.evaluate import conditional, figures, metrics, tabular
 from gmmn.evaluate.markdown import (  # noqa: F401 (noise_choice_text: for gmmn.reproduce)
     METRICS,
     MIN_TRUSTED_IMAGES,
@@ -63,7 +63,8 @@ DEFAULT_REPORT = "report"  # report.json and report.md, figures under their plai
 # Every figure an evaluation may write, by its key in the report's "figures".
 FIGURES = {"samples": "samples.png", "training_curves": "training_curves.png",
            "nn": "nearest_neighbours.png", "interpolation": "interpolations.png",
-           "pairs": "pairs.png", "marginals": "marginals.png"}
+           "pairs": "pairs.png", "marginals": "marginals.png",
+           "conditional": "conditional_samples.png"}
 # Its own name, not a run's .lock: a run may be evaluated while it goes on training.
 EVAL_LOCK = ".evaluate.lock"
 _TMP_PREFIX = ".evaluating-"
@@ -316,6 +317,11 @@ def _image_metrics(report: dict, run: Sampler, splits: Splits, figure: Callable,
     if _NEEDS_CLASSIFIER & set(chosen):
         _classifier_metrics(report, chosen, samples, real, train_ref, splits, seed=seed,
                             cache_dir=cache_dir, progress=_stage(progress, "classifier"))
+    if getattr(run, "classes", None) is not None:  # a conditional run: samples on request
+        conditional.evaluate_conditional(report, run, splits, figure("conditional"),
+                                         n_samples=n_samples, seed=seed + SAMPLES_SEED_OFFSET,
+                                         cache_dir=cache_dir,
+                                         progress=_stage(progress, "classifier"))
 
 
 def _validation_rows(splits: Splits, variant: str) -> int:

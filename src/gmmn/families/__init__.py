@@ -17,7 +17,7 @@ import typing
 
 from gmmn.config import Settings, TrainConfig, coerce, flag
 from gmmn.errors import ConfigError
-from gmmn.families import dbn, gan, gmmn, gmmn_ae, gsn, scae
+from gmmn.families import cgmmn, dbn, gan, gmmn, gmmn_ae, gsn, scae
 from gmmn.families.base import Family
 from gmmn.sampling import SamplingConfig
 
@@ -30,6 +30,7 @@ FAMILIES: dict[str, Family] = {
     "dbn": dbn.FAMILY,
     "scae": scae.FAMILY,
     "gsn": gsn.FAMILY,
+    "cgmmn": cgmmn.FAMILY, "cgmmn-ae": cgmmn.AE_FAMILY,
 }
 _UPGRADED: set[str | None] = set()
 

@@ -26,7 +26,7 @@ from gmmn.config import (
     flag,
     setting,
 )
-from gmmn.data.splits import unstandardize
+from gmmn.data.splits import to_data_units
 from gmmn.errors import ConfigError, DataError
 from gmmn.memory import check_fits
 from gmmn.models import PRIORS
@@ -76,6 +76,16 @@ class Family:
         """Stage ``name`` on the training rows ``train``; ``validation`` rows are there for a
         stage that selects on them (never the test rows)."""
         raise NotImplementedError
+
+    def fit_data(self, cfg: TrainConfig, splits) -> TrainConfig:
+        """``cfg`` with the settings this family takes from the data beyond
+        :func:`gmmn.training.auto.resolve`'s (a conditional family: the number of classes)."""
+        return cfg
+
+    def rows(self, cfg: TrainConfig, splits, split: str) -> torch.Tensor:
+        """The rows of split ``split`` (train, validation) its stages train on: the data as it
+        is (a conditional family appends each row's class)."""
+        return getattr(splits, split)
 
     def init_from_data(self, cfg: TrainConfig, model: nn.Module, train: torch.Tensor) -> None:
         """Initialise what depends on the training rows, once, before a new run's first
@@ -185,7 +195,7 @@ class PriorSampler:
             raise DataError(f"prior points must have shape (k, {self.prior_dim}), "
                             f"got {tuple(z.shape)}")
         out = self.model.decode_prior(z.to(self.device, torch.float32))
-        return unstandardize(out, self.info.get("mean"), self.info.get("std"))
+        return to_data_units(out, self.info)
 
     @torch.no_grad()
     def sample(self, n: int, *, seed: int | None = None, qmc: bool = False) -> torch.Tensor:
@@ -203,7 +213,7 @@ class PriorSampler:
             out = self.model.decode_prior(z.to(self.device))
         else:
             out = self.model.sample(n, generator=gen)
-        return unstandardize(out, self.info.get("mean"), self.info.get("std"))
+        return to_data_units(out, self.info)
 
     @property
     def prior(self) -> str:

@@ -29,7 +29,6 @@ that is not built.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import torch
@@ -57,7 +56,7 @@ from gmmn.models import (
     layer_weights,
 )
 from gmmn.parzen import GAN_SIGMAS, parzen_log_densities
-from gmmn.training.blocks import BatchSampler, GeneratorSamples, seeded_rng
+from gmmn.training.blocks import BatchSampler, GeneratorSamples, KeepsBest, seeded_rng
 from gmmn.training.loop import Part, Stage
 from gmmn.training.optim import OPTIMIZERS, gan_schedule
 
@@ -162,8 +161,10 @@ def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits).mean()
 
 
-class GanStage(GeneratorSamples, Stage):
+class GanStage(KeepsBest, GeneratorSamples, Stage):
     """Discriminator step, then generator step, every iteration (two parts, one loop)."""
+
+    BEST_KEY = "best_val_parzen"
 
     def __init__(self, model: GenerativeModel, data: torch.Tensor, cfg: TrainConfig, *,
                  name: str = "gan", validation: torch.Tensor | None = None) -> None:
@@ -191,12 +192,7 @@ class GanStage(GeneratorSamples, Stage):
                       Part("generator", g_opt, schedule,
                            self.cached_generator_loss if simultaneous else self.generator_loss,
                            advice=advice))
-        self.validation = validation
-        self.best_score = -math.inf
-        self.best_state: dict | None = None
-        if m.select_every and (validation is None or len(validation) == 0):
-            raise ConfigError("--select-every scores the validation rows, but this run has "
-                              "none; drop --select-every or use data with a validation split")
+        self.init_best(m.select_every, validation)
         # A diverged GAN keeps stepping on NaN weights, so checking where the logger reads
         # the losses anyway finds it without a device sync on the other iterations; the loop
         # also checks the last iteration and the weights it leaves, so a run of fewer than
@@ -257,7 +253,7 @@ class GanStage(GeneratorSamples, Stage):
         return loss
 
     @torch.no_grad()
-    def validation_score(self) -> tuple[float, float]:
+    def validation_score(self) -> tuple[float, dict[str, float]]:
         """Mean Parzen log-likelihood of the validation rows under ``select_samples``
         samples, at the best bandwidth of the GAN paper's grid for them, and that bandwidth
         (a fixed noise stream: every score sees the same prior points)."""
@@ -266,24 +262,8 @@ class GanStage(GeneratorSamples, Stage):
         samples = gen(gen.sample_prior(self.settings.select_samples, rng))
         curve = parzen_log_densities(samples, self.validation, sigmas=GAN_SIGMAS).mean(0)
         best = int(torch.argmax(curve))
-        return float(curve[best]), GAN_SIGMAS[best]
-
-    def after_step(self, t: int) -> dict[str, float]:
-        every = self.settings.select_every
-        if not every or (t % every and t != self.iterations):
-            return {}
-        score, sigma = self.validation_score()
-        if score > self.best_score:
-            self.best_score = score
-            self.best_state = {k: v.detach().clone()
-                               for k, v in self.model.generator.state_dict().items()}
-        return {"val_parzen": score, "val_sigma": sigma, "best_val_parzen": self.best_score}
-
-    def finish(self) -> None:
-        if self.best_state is not None:
-            log.info("keeping the generator with validation Parzen log-likelihood %.2f",
-                     self.best_score)
-            self.model.generator.load_state_dict(self.best_state)
+        score = float(curve[best])
+        return score, {"val_parzen": score, "val_sigma": GAN_SIGMAS[best]}
 
     def generator_loss(self, t: int) -> torch.Tensor:
         # Gradients reach the discriminator's parameters too; its optimiser zeroes them
@@ -295,23 +275,14 @@ class GanStage(GeneratorSamples, Stage):
         out = {**super().state_dict(), "sampler": self.sampler.state_dict(),
                "prior_rng": self.prior_rng.get_state(),
                "dropout_rng": self.dropout_rng.get_state()}
-        if self.settings.select_every:  # absent otherwise: older checkpoints stay readable
-            out["best_score"] = self.best_score
-            out["best_state"] = None if self.best_state is None else {
-                k: v.cpu() for k, v in self.best_state.items()}
-        return out
+        return {**out, **self.best_state_dict()}  # absent when off: older ones stay readable
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.sampler.load_state_dict(state["sampler"])
         self.prior_rng.set_state(state["prior_rng"])
         self.dropout_rng.set_state(state["dropout_rng"])
-        if self.settings.select_every:
-            self.best_score = float(state["best_score"])
-            best = state["best_state"]
-            device = next(self.model.parameters()).device
-            self.best_state = None if best is None else {k: v.to(device)
-                                                         for k, v in best.items()}
+        self.load_best_state_dict(state)
 
 
 class GANFamily(PriorFamily):

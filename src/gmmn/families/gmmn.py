@@ -17,17 +17,27 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from gmmn.config import F32, MOMENTUM, NONNEGATIVE, POSITIVE, POSITIVE_INT, TrainConfig, setting
+from gmmn.config import (
+    COUNT,
+    F32,
+    MOMENTUM,
+    NONNEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    TrainConfig,
+    setting,
+)
 from gmmn.config import flag as config_flag
 from gmmn.errors import ConfigError
 from gmmn.families.base import Family, GeneratorSettings, PriorSampler
 from gmmn.memory import check_fits
-from gmmn.mmd import mmd_loss
+from gmmn.mmd import mmd2, mmd_loss
 from gmmn.models import GenerativeModel, Generator, check_weights_fit, layer_weights, sigmoid_output
 from gmmn.training.auto import CHECK_SAMPLES, FitCheck, check_fit
 from gmmn.training.blocks import (
     BatchSampler,
     GeneratorSamples,
+    KeepsBest,
     SampledStage,
     seeded_rng,
     warn_far_scales,
@@ -55,6 +65,12 @@ class GMMNSettings(GeneratorSettings):
                                     "late_momentum apply", POSITIVE_INT)
     late_lr_factor: float = setting(0.1, "lr factor from late_from on", POSITIVE)
     late_momentum: float = setting(0.99, "momentum from late_from on", MOMENTUM)
+    # model selection on the validation rows (docs/training.md, "Choosing the length")
+    select_every: int = setting(0, "every N iterations, and at the last, score the MMD^2 "
+                                   "between select_samples samples and the validation rows "
+                                   "and keep the generator with the lowest (0: off)", COUNT)
+    select_samples: int = setting(10000, "samples behind each validation score",
+                                  POSITIVE_INT)
 
     def check(self) -> None:
         super().check()
@@ -74,13 +90,17 @@ class GMMNSettings(GeneratorSettings):
                               f"largest number {F32:.6g}; lower one of them")
 
 
-class GMMNStage(GeneratorSamples, SampledStage):
-    """Train ``model.generator`` so its samples match ``targets`` (data, or codes of data)."""
+class GMMNStage(KeepsBest, GeneratorSamples, SampledStage):
+    """Train ``model.generator`` so its samples match ``targets`` (data, or codes of data);
+    with ``select_every``, keep the generator whose samples lie nearest (in MMD^2) to the
+    ``validation`` rows."""
 
     data_parallel = True
+    BEST_KEY = "best_val_mmd2"
 
     def __init__(self, model: GenerativeModel, targets: torch.Tensor, cfg: TrainConfig, *,
-                 name: str = "gmmn", hooks: Hooks | None = None) -> None:
+                 name: str = "gmmn", hooks: Hooks | None = None,
+                 validation: torch.Tensor | None = None) -> None:
         m = cfg.model
         self.name, self.iterations = name, m.iterations
         self.model, self.settings = model, m
@@ -95,6 +115,28 @@ class GMMNStage(GeneratorSamples, SampledStage):
                                  late_momentum=m.late_momentum)
         self.parts = (Part("mmd", opt, schedule, self.loss),)
         warn_far_scales(targets, m.sigmas, seed=cfg.seed, name=name)
+        self.init_best(getattr(m, "select_every", 0), validation)
+
+    @torch.no_grad()
+    def validation_score(self) -> tuple[float, dict[str, float]]:
+        """Minus the biased MMD^2, under the run's kernels, between ``select_samples``
+        samples of a fixed noise stream (every score sees the same prior points) and the
+        validation rows."""
+        gen, m = self.model.generator, self.settings
+        samples = gen(gen.sample_prior(m.select_samples, seeded_rng(0, self.name, "select")))
+        d2 = float(mmd2(samples.double(), self.validation.double(), sigmas=list(m.sigmas),
+                        weights=None if m.sigma_weights is None else list(m.sigma_weights)))
+        return -d2, {"val_mmd2": d2}
+
+    def best_metric(self, score: float) -> float:
+        return -score  # logged as the MMD^2 itself
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), **self.best_state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.load_best_state_dict(state)
 
     def loss(self, t: int) -> torch.Tensor:
         gen, m = self.model.generator, self.settings
@@ -180,7 +222,7 @@ class GMMNFamily(PriorFamily):
                                          init_range=m.init_range))
 
     def build_stage(self, name, model, train, cfg, hooks, *, validation=None):
-        return GMMNStage(model, train, cfg, hooks=hooks)
+        return GMMNStage(model, train, cfg, hooks=hooks, validation=validation)
 
     def check_world(self, cfg: TrainConfig, world_size: int) -> None:
         check_batches_split(cfg, world_size)

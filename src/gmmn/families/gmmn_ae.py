@@ -248,7 +248,11 @@ class GMMNAEFamily(PriorFamily):
             return PretrainStage(ae, int(name.split("-")[1]) - 1, train, cfg)
         if name == "finetune":
             return FinetuneStage(ae, train, cfg)
-        return GMMNStage(model, encode_rows(ae.encode, train), cfg, hooks=hooks)
+        # --select-every compares sample codes with the validation rows' codes
+        codes = (encode_rows(ae.encode, validation)
+                 if cfg.model.select_every and validation is not None else None)
+        return GMMNStage(model, encode_rows(ae.encode, train), cfg, hooks=hooks,
+                         validation=codes)
 
 
 class Reconstructions:

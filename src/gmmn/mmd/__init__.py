@@ -33,6 +33,14 @@ import torch
 from torch import Tensor
 
 from ._blocked import FirstOrderQuadFormMMD, QuadFormMMD, autograd_quadform, choose_block
+from ._cmmd import (  # noqa: F401 - CMMD_MATRICES: public, with the budget
+    CMMD_MATRICES,
+    CMMD_MEMORY_BUDGET,
+    CONDITION_KERNELS,
+    cmmd2_delta,
+    cmmd2_dense,
+    cmmd_bytes,
+)
 from ._kernels import (
     KERNELS,
     KernelSpec,
@@ -337,6 +345,106 @@ def mmd_loss(x: Tensor, y: Tensor, *, sigmas: Sequence[float],
     The square root keeps gradients from vanishing as the MMD gets small (paper, sec. 3).
     """
     return _SqrtAtZero.apply(mmd2(x, y, sigmas=sigmas, weights=weights, block_size=block_size))
+
+
+def cmmd2(x: Tensor, y: Tensor, cx: Tensor, cy: Tensor, *, sigmas: Sequence[float],
+          weights: Sequence[float] | None = None, lam: float = 1.0,
+          condition_kernel: str = "delta", condition_sigmas: Sequence[float] | None = None,
+          kernel: str = "gaussian") -> Tensor:
+    r"""Squared conditional MMD (Ren, Li, Luo & Zhu, NeurIPS 2016) between samples x (n, d)
+    with conditions cx and samples y (m, d) with conditions cy; a 0-dim tensor of x's dtype.
+
+        CMMD^2 = Tr(K_x A_x L_x A_x) + Tr(K_y A_y L_y A_y) - 2 Tr(K_xy A_y L_yx A_x),
+
+    K the condition kernel's Gram matrices, L the output kernel's (``kernel``, ``sigmas``,
+    ``weights`` as in :func:`mmd2`: sigmas are standard deviations), A = (K + lam I)^{-1}
+    with the ridge ``lam`` > 0 (the module ``gmmn.mmd._cmmd`` writes it out).
+
+    Conditions are (n,) labels or (n, q) rows. ``condition_kernel="delta"``: 1 for equal
+    rows, else 0 (class labels, or one-hot rows); CMMD^2 then reduces to
+    sum_k || n_k/(n_k+lam) mu_k(x) - m_k/(m_k+lam) mu_k(y) ||^2 over the classes k, which
+    for equal class counts is sum_k (n_k/(n_k+lam))^2 MMD^2_biased(x_k, y_k)
+    (docs/conditional.md).
+    ``"gaussian"``: a Gaussian mixture of standard deviations ``condition_sigmas`` on
+    continuous conditions (float rows), differentiable in them too.
+
+    The delta kernel is computed by that reduction: one memory-bounded Gram quadratic form
+    per class, in the samples' dtype (as :func:`mmd2`), no solve. The gaussian condition
+    kernel is dense: it solves (n, n) and (m, m) systems in float64 and holds about
+    ``CMMD_MATRICES`` float64 matrices of (n + m)^2 entries; calls above
+    ``CMMD_MEMORY_BUDGET`` bytes (2000 + 2000 rows) are refused. Differentiable in x and y.
+    """
+    _check_samples(x, y)
+    spec = _spec(kernel, sigmas, weights, fast=False)
+    n, m = x.shape[0], y.shape[0]
+    cx, cy = _conditions("cx", cx, n, x), _conditions("cy", cy, m, x)
+    if cx.shape[1] != cy.shape[1]:
+        raise MMDError(f"cx has {cx.shape[1]} condition columns but cy has {cy.shape[1]}; "
+                       "both sets need conditions of one shape")
+    if condition_kernel not in CONDITION_KERNELS:
+        raise MMDError(f"unknown condition_kernel {condition_kernel!r}; choose one of "
+                       f"{list(CONDITION_KERNELS)}")
+    cond_spec = None
+    if condition_kernel == "gaussian":
+        if condition_sigmas is None:
+            raise MMDError("condition_kernel='gaussian' needs condition_sigmas (standard "
+                           "deviations of the condition kernel), e.g. condition_sigmas=[1.0]")
+        for name, c in (("cx", cx), ("cy", cy)):
+            if not c.is_floating_point() or not bool(torch.isfinite(c).all()):
+                raise MMDError(f"{name} must hold finite floats for the gaussian condition "
+                               "kernel; use condition_kernel='delta' for class labels")
+        cond_spec = _spec("gaussian", condition_sigmas, None, fast=False)
+    elif condition_sigmas is not None:
+        raise MMDError("condition_sigmas sets the gaussian condition kernel's scales; with "
+                       "condition_kernel='delta' drop it")
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Real) or not math.isfinite(lam) \
+            or lam <= 0:
+        raise MMDError(f"lam={lam!r} must be a finite number > 0 (the ridge of (K + lam I)^-1)")
+    if condition_kernel == "delta":
+        dtype = _compute_dtype(x, y, spec.sigmas)
+        if not torch.is_grad_enabled():
+            x, y = x.detach(), y.detach()
+        out = cmmd2_delta(x.to(dtype), y.to(dtype), cx, cy, spec=spec, lam=float(lam),
+                          budget=TILE_MEMORY_BUDGET)
+        return out.to(torch.float32 if x.dtype in _HALF else x.dtype)
+    need = cmmd_bytes(n, m)
+    if need > CMMD_MEMORY_BUDGET:
+        raise MMDError(f"the CMMD of {n} and {m} rows would hold {need / 2**30:.3g} GiB of "
+                       f"float64 matrices, over CMMD_MEMORY_BUDGET "
+                       f"({CMMD_MEMORY_BUDGET / 2**30:.3g} GiB); pass smaller batches (it "
+                       "solves (n, n) systems: memory grows as (n + m)^2, time as n^3)")
+    out_dtype = torch.float32 if x.dtype in _HALF else x.dtype
+    xd, yd = x.to(torch.float64), y.to(torch.float64)
+    try:
+        out = cmmd2_dense(xd, yd, cx, cy, spec=spec, condition_kernel=condition_kernel,
+                          condition_spec=cond_spec, lam=float(lam))
+    except ValueError as exc:
+        raise MMDError(f"{exc}; pass a larger lam (now {lam:g})") from None
+    return out.to(out_dtype)
+
+
+def cmmd_loss(x: Tensor, y: Tensor, cx: Tensor, cy: Tensor, *, sigmas: Sequence[float],
+              **options) -> Tensor:
+    """The conditional GMMN's training loss sqrt(max(CMMD^2, 0)) (options: :func:`cmmd2`),
+    with the finite gradient at 0 of :func:`mmd_loss`."""
+    return _SqrtAtZero.apply(cmmd2(x, y, cx, cy, sigmas=sigmas, **options))
+
+
+def _conditions(name: str, c, rows: int, like: Tensor) -> Tensor:
+    """Conditions as (rows, q): (rows,) labels become one column; one MMDError otherwise."""
+    if not isinstance(c, Tensor):
+        raise MMDError(f"{name} is a {type(c).__name__}; pass a torch.Tensor of labels (n,) "
+                       "or condition rows (n, q)")
+    shape = tuple(c.shape)
+    if c.dim() == 1:
+        c = c[:, None]
+    if c.dim() != 2 or c.shape[0] != rows or c.shape[1] == 0:
+        raise MMDError(f"{name} has shape {shape}; pass one condition per sample: "
+                       f"({rows},) labels or ({rows}, q) rows")
+    if c.device != like.device:
+        raise MMDError(f"{name} is on {c.device} but the samples are on {like.device}; move "
+                       "them to one device")
+    return c
 
 
 def median_heuristic(x: Tensor, y: Tensor, *, max_points: int = 1000, seed: int = 0) -> float:

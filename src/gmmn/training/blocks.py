@@ -4,6 +4,7 @@
 * :class:`BatchSampler`: minibatches in shuffled epochs;
 * :class:`SampledStage`: a stage with one batch sampler and one extra RNG stream;
 * :class:`GeneratorSamples`: progress pictures drawn from a trained generator;
+* :class:`KeepsBest`: the generator with the best validation score along training, kept;
 * :func:`encode_rows`: a network applied to a whole split in bounded chunks;
 * :func:`median_distance` and :func:`warn_far_scales`: kernel scales against the data.
 """
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import zlib
 from collections.abc import Callable
 
@@ -124,6 +126,74 @@ class SampledStage(Stage):
         super().load_state_dict(state)
         self.sampler.load_state_dict(state["sampler"])
         self.rng.set_state(state["rng"])
+
+
+class KeepsBest:
+    """Model selection on validation rows for a stage that trains ``self.model.generator``:
+    every ``select_every`` iterations, and at the last, :meth:`validation_score` (higher is
+    better) is logged and the generator with the best one is kept; :meth:`finish` puts it
+    back. Its state (:meth:`best_state_dict`) lets a resumed run keep the same one."""
+
+    model: torch.nn.Module
+    iterations: int
+    select_every: int = 0
+    # the metrics key of the best score so far, as logged
+    BEST_KEY: str = "best_validation_score"
+
+    def init_best(self, every: int, validation: torch.Tensor | None) -> None:
+        from gmmn.config import flag
+        from gmmn.errors import ConfigError
+
+        self.select_every, self.validation = every, validation
+        self.best_score = -math.inf
+        self.best_state: dict | None = None
+        if every and (validation is None or len(validation) == 0):
+            raise ConfigError(f"{flag('select_every')} scores the validation rows, but this "
+                              f"run has none; pass 0 to turn it off, or use data with a "
+                              f"validation split")
+
+    def validation_score(self) -> tuple[float, dict[str, float]]:
+        """The generator's score on ``self.validation`` (higher is better) and the metrics
+        to log beside it."""
+        raise NotImplementedError
+
+    def best_metric(self, score: float) -> float:
+        """The best score as logged under :attr:`BEST_KEY` (the score itself)."""
+        return score
+
+    def after_step(self, t: int) -> dict[str, float]:
+        every = self.select_every
+        if not every or (t % every and t != self.iterations):
+            return {}
+        score, metrics = self.validation_score()
+        if score > self.best_score:
+            self.best_score = score
+            self.best_state = {k: v.detach().clone()
+                               for k, v in self.model.generator.state_dict().items()}
+        return {**metrics, self.BEST_KEY: self.best_metric(self.best_score)}
+
+    def finish(self) -> None:
+        if self.best_state is not None:
+            log.info("keeping the generator with the best validation score, %s %.4g",
+                     self.BEST_KEY, self.best_metric(self.best_score))
+            self.model.generator.load_state_dict(self.best_state)
+
+    def best_state_dict(self) -> dict:
+        """What a checkpoint needs of the selection (nothing when it is off, so checkpoints
+        of runs without it stay as they were)."""
+        if not self.select_every:
+            return {}
+        return {"best_score": self.best_score,
+                "best_state": None if self.best_state is None else {
+                    k: v.cpu() for k, v in self.best_state.items()}}
+
+    def load_best_state_dict(self, state: dict) -> None:
+        if not self.select_every:
+            return
+        self.best_score = float(state["best_score"])
+        best = state["best_state"]
+        device = next(self.model.parameters()).device
+        self.best_state = None if best is None else {k: v.to(device) for k, v in best.items()}
 
 
 class GeneratorSamples:

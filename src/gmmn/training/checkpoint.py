@@ -187,6 +187,17 @@ def _check_data(info) -> None:
             what = "positive " if key == "std" else ""
             raise _Damaged(f"data.{key}", f"must be none or {dim} finite {what}numbers (one "
                                           f"per feature), not {_shown(v)}")
+    levels = info.get("levels")
+    if levels is not None and not (
+            isinstance(levels, (list, tuple)) and all(
+                isinstance(pair, (list, tuple)) and len(pair) == 2
+                and isinstance(pair[0], int) and not isinstance(pair[0], bool)
+                and 0 <= pair[0] < dim and torch.is_tensor(pair[1]) and pair[1].ndim == 1
+                and pair[1].numel() > 0 and pair[1].is_floating_point()
+                and bool(torch.isfinite(pair[1]).all()) for pair in levels)):
+        raise _Damaged("data.levels", f"must be absent or (column, values) pairs: a column "
+                                      f"index below data.dim {dim} and its finite values, "
+                                      f"not {_shown(levels)}")
     fp = info.get("fingerprint")
     if fp is not None and not (
             isinstance(fp, dict) and isinstance(fp.get("sha256"), str)

@@ -29,7 +29,7 @@ from torch import nn
 
 from gmmn.config import TrainConfig, package_versions
 from gmmn.config import flag as config_flag
-from gmmn.data.splits import fingerprint, transformed
+from gmmn.data.splits import column_levels, fingerprint, transformed
 from gmmn.errors import CheckpointError, ConfigError
 from gmmn.families import family_of
 from gmmn.families.base import Family
@@ -73,9 +73,12 @@ def load_splits(cfg: TrainConfig, *, download: bool = True):
     return transformed(splits, cfg.transform)
 
 
-def data_info(splits) -> dict:
+def data_info(splits, *, discrete_levels: int = 0) -> dict:
     """What sampling needs to know about the data, stored in every checkpoint. ``mean`` and
-    ``std`` (standardised data only) map generated values back to data units."""
+    ``std`` (standardised data only) map generated values back to data units; ``levels``
+    (only where ``discrete_levels`` finds columns of so few values) are the values that
+    those columns' samples are put on (:func:`gmmn.data.splits.column_levels`)."""
+    levels = column_levels(splits.train, discrete_levels)
     shape = splits.image_shape
     mean, std = getattr(splits, "mean", None), getattr(splits, "std", None)
     return {"name": splits.name, "dim": int(splits.train.shape[1]),
@@ -86,7 +89,8 @@ def data_info(splits) -> dict:
             "fingerprint": fingerprint(splits.train),
             # "pobs": samples are on the copula scale (0, 1)^D (absent: no transform, as in
             # the checkpoints of every earlier gmmn)
-            **({"transform": splits.transform} if getattr(splits, "transform", None) else {})}
+            **({"transform": splits.transform} if getattr(splits, "transform", None) else {}),
+            **({"levels": levels} if levels else {})}
 
 
 @dataclass
@@ -145,7 +149,8 @@ def _train(cfg: TrainConfig, folder: RunFolder, state: dict | None, splits,
     # data (splits given by the caller, e.g. GMMN.fit's array, get the run's transform too)
     splits = transformed(splits, cfg.transform)
     cfg, splits, chosen = resolve(cfg, splits, data_space=family.data_space)
-    info = data_info(splits)
+    cfg = family.fit_data(cfg, splits)
+    info = data_info(splits, discrete_levels=cfg.discrete_levels)
     if state is not None:
         folder.check_same_data(state["data"], info, cfg)
     # model
@@ -153,9 +158,9 @@ def _train(cfg: TrainConfig, folder: RunFolder, state: dict | None, splits,
     _warn_capped_batches(cfg, family, len(splits.train))
     family.check_data(cfg, info, len(splits.train), device)
     model = model.to(device)
-    train_x = splits.train.to(device=device, dtype=torch.float32)
+    train_x = family.rows(cfg, splits, "train").to(device=device, dtype=torch.float32)
     # for a stage that selects on them (the test rows are never seen in training)
-    valid_x = splits.validation.to(device=device, dtype=torch.float32)
+    valid_x = family.rows(cfg, splits, "validation").to(device=device, dtype=torch.float32)
     if state is None:
         family.init_from_data(cfg, model, train_x)
     # stages
