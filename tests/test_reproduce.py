@@ -120,6 +120,22 @@ def test_model_seeds_and_bad_selections():
         plan("digits", out="x", seeds=(1, 1))
 
 
+def test_the_gan_papers_recipe_is_an_opt_in_row_scored_by_its_parzen_variant():
+    from gmmn.reproduce import evaluate_command
+
+    assert "gan-paper" not in [m.suffix for m in plan("mnist", out="x").models]
+    p = plan("mnist", out="x", models=["gan", "gan-paper"], seeds=(0, 1, 2))
+    row = p.models[1]
+    assert row.suffix == "gan-paper" and row.paper_row == "Adversarial nets"
+    assert [c.preset for c in row.configs] == ["mnist-gan-paper"] * 3
+    assert row.configs[0].split == "gan"  # trained and validated on the GAN paper's split
+    command = evaluate_command(Path("r"), n_samples=10000, seed=1, data_dir=None,
+                               parzen_variant="gan")
+    assert "--parzen-variant gan" in command
+    with pytest.raises(Exception, match="no model 'gan-paper'"):
+        plan("digits", out="x", models=["gan-paper"])  # MNIST only
+
+
 def test_train_command_rebuilds_the_config():
     from gmmn.cli import build_parser
     from gmmn.cli.train import build_config

@@ -1,7 +1,7 @@
 """``gmmn reproduce --dataset D``: the paper's Parzen table, with a GAN baseline, in one go.
 
 Trains D-gmmn, D-gmmn-ae, D-gan (and D-gmmn-ae-plus where it exists; D-dbn, D-scae, D-gsn
-when named in --models) into
+and mnist-gan-paper when named in --models) into
 OUT/<preset>/seed-<S>/ for each training seed, evaluates each run with the paper's Parzen
 protocol and the classifier metrics (.../eval/), and writes OUT/table.md and OUT/table.json
 beside the paper's numbers, each row the mean and standard deviation over its seeds
@@ -36,11 +36,13 @@ def register(subparsers) -> None:
     p.add_argument("--model-seeds", action="append", type=_model_seeds, default=[],
                    metavar="MODEL=S[,S...]",
                    help="other seeds for one model, e.g. gan=0 (repeatable; MODEL is a preset "
-                        "suffix: gmmn, gmmn-ae, gmmn-ae-plus, gan, dbn, scae, gsn)")
+                        "suffix: gmmn, gmmn-ae, gmmn-ae-plus, gan, gan-paper, dbn, scae, gsn)")
     p.add_argument("--models", type=lambda t: tuple(m for m in t.split(",") if m),
                    default=None, metavar="MODEL[,MODEL...]",
                    help="only these rows (default: gmmn, gmmn-ae, gmmn-ae-plus where it "
-                        "exists, gan; the baselines dbn, scae, gsn only when named here)")
+                        "exists, gan; gan-paper (MNIST, the GAN paper's recipe, scored by its "
+                        "Parzen variant) and the baselines dbn, scae, gsn only when named "
+                        "here)")
     p.add_argument("--data-dir", default=None,
                    help="where dataset files are looked for (default: the cache, docs/data.md)")
     p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N "
