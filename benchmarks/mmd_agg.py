@@ -5,7 +5,8 @@
 Side by side in one run, on ONE CPU thread (OMP/OpenBLAS/MKL threads set to 1 before numpy
 and torch load):
 
-1. speed at n = m = 2000, d = 10, the papers' default collections (gaussian and laplace, 10
+1. speed at n = m = 2000, d = 10 (gmmn, the reference, gmmn again: the ratio is to the mean
+   of the two gmmn runs), the papers' default collections (gaussian and laplace, 10
    bandwidths each: 20 kernels), MMDAgg with B1 = B2 = 2000 (the wild bootstrap, n = m) and
    B3 = 50, MMD-FUSE with B = 2000 permutations. The reference is written here from the
    papers' matrix formulation (MMDAgg, Appendix C): the pooled distance matrices, then per
@@ -18,7 +19,7 @@ and torch load):
 2. peak memory at n = m = 20000, d = 10 (each test in a fresh subprocess; VmHWM, the peak
    resident set of the process from /proc, interpreter and torch included): a complete run
    with reduced counts (agg B1 = 400, B2 = 20; fuse B = 100), and the full counts' first
-   ``--full-seconds`` seconds (the whole chunk of relabellings and the tile buffers are
+   ``--full-seconds`` CPU seconds (the whole chunk of relabellings and the tile buffers are
    allocated before the first tile pair; a full run would take tens of minutes on one core).
 """
 
@@ -128,51 +129,61 @@ def speed(n: int, d: int, seed: int = 0) -> dict:
     xn, yn = x.numpy(), y.numpy()
     out = {"n": n, "d": d, "threads": torch.get_num_threads()}
     b1 = b2 = 2000
-    # gmmn, twice (the second without first-call costs); the faster run is reported. Wall
-    # time and the process's CPU time: one thread, so CPU time is the work itself, which a
-    # machine shared with other jobs does not stretch the way it stretches wall time.
+    # Interleaved, so that a machine whose load changes over minutes stretches both sides
+    # alike: gmmn, the reference, gmmn again; the ratio is the reference's time over the
+    # mean of the two gmmn runs around it. Wall time and the process's CPU time (one
+    # thread: the CPU time is the work itself, which other jobs stretch less than wall time).
+    # Both sides draw their own signs / relabellings from the same generator stream, inside
+    # the timing. A small first call keeps one-time costs out of the first gmmn run.
+    two_sample_test(x[:50], y[:50], method="agg", seed=seed)
+    two_sample_test(x[:50], y[:50], method="fuse", seed=seed)
     times = {"agg": [], "fuse": []}
     cpu = {"agg": [], "fuse": []}
     res = {}
-    for _ in range(2):
-        for method in ("agg", "fuse"):
-            t, c = time.perf_counter(), time.process_time()
-            res[method] = two_sample_test(x, y, method=method, seed=seed)
-            times[method].append(time.perf_counter() - t)
-            cpu[method].append(time.process_time() - c)
+
+    def run_gmmn(method):
+        t, c = time.perf_counter(), time.process_time()
+        res[method] = two_sample_test(x, y, method=method, seed=seed)
+        times[method].append(time.perf_counter() - t)
+        cpu[method].append(time.process_time() - c)
+
+    for method in ("agg", "fuse"):
+        run_gmmn(method)
     # the reference, with the same collection and the same signs / relabellings
     agg = res["agg"]
     fams = tuple(c.kernel for c in agg.kernels)
     bws = tuple(c.bandwidth for c in agg.kernels)
-    signs = np.where(torch.rand(b1 + b2, n, generator=_generator(seed, 0)).numpy() < 0.5,
-                     1.0, -1.0)
     w = np.array(_agg.weights(10, "uniform") * 2) / 2
     t, c = time.perf_counter(), time.process_time()
+    signs = np.where(torch.rand(b1 + b2, n, generator=_generator(seed, 0)).numpy() < 0.5,
+                     1.0, -1.0)
     ref_stats, (ref_u, ref_rejects) = ref_agg_wild(xn, yn, fams, bws, signs, w, 0.05, b1, 50)
     t_ref_agg, c_ref_agg = time.perf_counter() - t, time.process_time() - c
+    run_gmmn("agg")
+    fuse = res["fuse"]
+    fams_f = tuple(c.kernel for c in fuse.kernels)
+    bws_f = tuple(c.bandwidth for c in fuse.kernels)
+    t, c = time.perf_counter(), time.process_time()
+    perms = torch.argsort(torch.rand(2000, 2 * n, generator=_generator(seed, 0)), dim=1).numpy()
+    ref_s, ref_p = ref_fuse(xn, yn, fams_f, bws_f, perms)
+    t_ref_fuse, c_ref_fuse = time.perf_counter() - t, time.process_time() - c
+    run_gmmn("fuse")
     ours = np.array([c.statistic for c in agg.kernels])
     out["agg"] = {
-        "gmmn_s": min(times["agg"]), "reference_s": t_ref_agg,
-        "speedup": t_ref_agg / min(times["agg"]),
-        "gmmn_cpu_s": min(cpu["agg"]), "reference_cpu_s": c_ref_agg,
-        "cpu_speedup": c_ref_agg / min(cpu["agg"]),
+        "gmmn_s": float(np.mean(times["agg"])), "reference_s": t_ref_agg,
+        "speedup": t_ref_agg / float(np.mean(times["agg"])),
+        "gmmn_cpu_s": float(np.mean(cpu["agg"])), "reference_cpu_s": c_ref_agg,
+        "cpu_speedup": c_ref_agg / float(np.mean(cpu["agg"])),
         "observed_rel_diff": float(np.max(np.abs(ours - ref_stats[:, 0])
                                           / np.abs(ref_stats).max(1))),
         "u_alpha": [agg.level_correction, ref_u], "reject": [agg.reject, bool(ref_rejects.any())],
         "rejecting_kernels": [len(agg.decided_by), int(ref_rejects.sum())]}
-    fuse = res["fuse"]
-    fams = tuple(c.kernel for c in fuse.kernels)
-    bws = tuple(c.bandwidth for c in fuse.kernels)
-    perms = torch.argsort(torch.rand(2000, 2 * n, generator=_generator(seed, 0)), dim=1).numpy()
-    t, c = time.perf_counter(), time.process_time()
-    ref_s, ref_p = ref_fuse(xn, yn, fams, bws, perms)
-    t_ref_fuse, c_ref_fuse = time.perf_counter() - t, time.process_time() - c
     ours = np.array([c.statistic for c in fuse.kernels])
     out["fuse"] = {
-        "gmmn_s": min(times["fuse"]), "reference_s": t_ref_fuse,
-        "speedup": t_ref_fuse / min(times["fuse"]),
-        "gmmn_cpu_s": min(cpu["fuse"]), "reference_cpu_s": c_ref_fuse,
-        "cpu_speedup": c_ref_fuse / min(cpu["fuse"]),
+        "gmmn_s": float(np.mean(times["fuse"])), "reference_s": t_ref_fuse,
+        "speedup": t_ref_fuse / float(np.mean(times["fuse"])),
+        "gmmn_cpu_s": float(np.mean(cpu["fuse"])), "reference_cpu_s": c_ref_fuse,
+        "cpu_speedup": c_ref_fuse / float(np.mean(cpu["fuse"])),
         "observed_rel_diff": float(np.max(np.abs(ours - ref_s[:, 0]) / np.abs(ref_s).max(1))),
         "p_value": [fuse.p_value, float(ref_p)]}
     out["gmmn_runs_s"], out["gmmn_runs_cpu_s"] = times, cpu
@@ -200,9 +211,17 @@ def _peak_of(pid: int) -> int:
         return int(next(ln for ln in fh if ln.startswith("VmHWM")).split()[1]) * 1024
 
 
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) the process has used, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def memory(n: int, d: int, method: str, kw: dict, limit: float | None) -> dict:
     """Peak resident memory of one test in a fresh interpreter: to completion, or for its
-    first ``limit`` seconds (then the child, started here, is stopped by its pid)."""
+    first ``limit`` CPU seconds (CPU, not wall: on a loaded machine the wall clock says little
+    about how far the child got; then the child, started here, is stopped by its pid)."""
     src = str(Path(__file__).resolve().parents[1] / "src")
     code = _CHILD.format(src=src, n=n, d=d, method=method, kw=kw)
     env = dict(os.environ)
@@ -213,13 +232,15 @@ def memory(n: int, d: int, method: str, kw: dict, limit: float | None) -> dict:
     while child.poll() is None:
         try:
             peak = max(peak, _peak_of(child.pid))
+            used = _cpu_of(child.pid)
         except (OSError, StopIteration):
-            pass
-        if limit is not None and time.perf_counter() - t > limit:
+            used = 0.0
+        if limit is not None and used > limit:
             child.kill()
             child.wait()
             return {"method": method, "counts": kw, "peak_gib": peak / 2**30,
-                    "seconds": limit, "completed": False}
+                    "cpu_seconds": used, "seconds": time.perf_counter() - t,
+                    "completed": False}
         time.sleep(0.2)
     line = child.stdout.read().split()
     return {"method": method, "counts": kw, "peak_gib": int(line[0]) / 2**30,
@@ -232,9 +253,11 @@ def main() -> None:
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--d", type=int, default=10)
     p.add_argument("--memory-n", type=int, default=20000)
-    p.add_argument("--full-seconds", type=float, default=60.0)
+    p.add_argument("--full-seconds", type=float, default=60.0, help="CPU seconds")
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--skip-reduced", action="store_true",
+                   help="memory: only the full counts' first --full-seconds seconds")
     p.add_argument("--out", default=str(OUT / "benchmark.json"))
     args = p.parse_args()
     report = {}
@@ -243,7 +266,7 @@ def main() -> None:
         print(json.dumps(report["speed"], indent=2), flush=True)
     if not args.skip_memory:
         runs = [("agg", {"permutations": 400, "level_permutations": 20}, None),
-                ("fuse", {"permutations": 100}, None),
+                ("fuse", {"permutations": 100}, None)] * (not args.skip_reduced) + [
                 ("agg", {}, args.full_seconds), ("fuse", {}, args.full_seconds)]
         report["memory"] = []
         for method, kw, limit in runs:

@@ -249,6 +249,28 @@ def test_level_correction_matches_enumeration_of_all_relabellings(seed, alpha, s
     assert dec.rejects.tolist() == rejects.tolist()
 
 
+def test_a_far_larger_observed_statistic_leaves_the_level_correction_alone():
+    # The tie tolerance scales with the simulated statistics only: an observed statistic 1e9
+    # times their size (a strong difference) must not widen the ties of the null ones.
+    gen = torch.Generator().manual_seed(0)
+    b1 = b2 = 400
+    null = torch.randn(2, b1 + b2, generator=gen, dtype=F64).pow(2)
+    w = torch.tensor([0.5, 0.5], dtype=F64)
+    stats = torch.cat([torch.full((2, 1), 1e9, dtype=F64), null], 1)
+    ordered = np.sort(stats[:, : b1 + 1].numpy(), axis=1)
+
+    def rate(u):  # Algorithm 1's estimated rejection rate, exact comparisons
+        idx = np.ceil((b1 + 1) * (1 - u * w.numpy())).astype(int) - 1
+        q = ordered[[0, 1], np.clip(idx, 0, b1)]
+        return np.mean((stats[:, b1 + 1:].numpy() > q[:, None]).any(0))
+
+    lo, hi = 0.0, 2.0
+    for _ in range(50):
+        lo, hi = ((lo + hi) / 2, hi) if rate((lo + hi) / 2) <= 0.05 else (lo, (lo + hi) / 2)
+    dec = _agg.decide(stats, b1, w, 0.05, 50)
+    assert dec.u == pytest.approx(lo, abs=1e-12) and dec.u < 0.2 and dec.reject
+
+
 # --- p-values, seeds, chunking -----------------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["fuse", "split"])
@@ -322,6 +344,16 @@ def test_median_default_is_unchanged():
 
 
 # --- bad input ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["fuse", "split"])
+def test_identical_points_give_one_clear_mmd_error(method):
+    # More than half of the pooled pairs coincide: the papers' quantile rule gives bandwidth 0.
+    x = torch.zeros(12, 2, dtype=F64)
+    with pytest.raises(MMDError, match="generated bandwidths are not all positive"):
+        two_sample_test(x, x.clone(), method=method)
+    res = two_sample_test(x, x.clone(), method=method, bandwidths=[1.0])  # the fix it names
+    assert not res.reject
+
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"method": "agg", "y": 1}, "needs at least 2 points in each sample, got n=10, m=1"),

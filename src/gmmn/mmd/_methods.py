@@ -152,6 +152,17 @@ def _bandwidths(values) -> tuple[float, ...]:
     return vals
 
 
+def _positive(coll: Collection) -> Collection:
+    """The generated collection, refused when a bandwidth came out 0 (the quantile rule of
+    the papers gives 0 when more than half of the pooled pairs of points coincide)."""
+    if not all(math.isfinite(b) and b >= 1e-150 for b in coll.bandwidths):
+        raise BadInput("the generated bandwidths are not all positive "
+                       f"({min(coll.bandwidths):.3g}): more than half of the pooled pairs of "
+                       "points are identical, so the distance quantiles are 0; pass "
+                       "bandwidths=[...] (positive numbers) instead")
+    return coll
+
+
 def _generator(seed: int, stream: int) -> torch.Generator:
     """An independent stream of ``seed`` (0: relabellings, 1: bandwidths, 2: split halves)."""
     return torch.Generator().manual_seed(seed ^ (stream << 60))
@@ -257,7 +268,7 @@ def _run_agg(x, y, coll, families, count, weighting, resampling, b1, b2, steps, 
     n, m = x.shape[0], y.shape[0]
     z = torch.cat([x, y])
     if coll is None:
-        coll = _agg.collection(z, families, count, _generator(seed, 1))
+        coll = _positive(_agg.collection(z, families, count, _generator(seed, 1)))
     per = len(coll) // len(families)
     w = torch.tensor(_agg.weights(per, weighting) * len(families), dtype=torch.float64)
     w = w / len(families)
@@ -297,7 +308,7 @@ def _run_fuse(x, y, coll, families, count, perms, multiplier, *, alpha, seed, bu
     n, m = x.shape[0], y.shape[0]
     z = torch.cat([x, y])
     if coll is None:
-        coll = _fuse.collection(z, families, count, _generator(seed, 1))
+        coll = _positive(_fuse.collection(z, families, count, _generator(seed, 1)))
     mmd2, sumsq = _permutation_stats(z, n, coll, perms, _generator(seed, 0), budget,
                                      check_time)
     small = min(n, m)
@@ -322,8 +333,8 @@ def _run_split(x, y, coll, families, count, perms, ratio, *, alpha, seed, budget
     x_sel, x_test = _split.halves(x, ratio, gen)
     y_sel, y_test = _split.halves(y, ratio, gen)
     if coll is None:
-        coll = _fuse.collection(torch.cat([x_sel, y_sel]), families, count,
-                                _generator(seed, 1))
+        coll = _positive(_fuse.collection(torch.cat([x_sel, y_sel]), families, count,
+                                          _generator(seed, 1)))
     pairs = min(x_sel.shape[0], y_sel.shape[0])
     _check_budget(budget, pairs, len(coll), 1)
     ratios = _split.criterion(x_sel, y_sel, coll, plan(pairs, len(coll), 1, budget).block)
@@ -332,7 +343,7 @@ def _run_split(x, y, coll, families, count, perms, ratio, *, alpha, seed, budget
     z = torch.cat([x_test, y_test])
     stats, _ = _permutation_stats(z, x_test.shape[0], chosen, perms, _generator(seed, 0),
                                   budget, check_time)
-    p = permutation_p_value(stats[0], TIE * float(stats[0].abs().max()))
+    p = permutation_p_value(stats[0], TIE * float(_agg.tie_scale(stats)[0]))
     kernels = tuple(KernelChoice(f, bw, float(r)) for f, bw, r in zip(
         coll.families, coll.bandwidths, ratios.tolist(), strict=True))
     pick = KernelChoice(chosen.families[0], chosen.bandwidths[0], float(stats[0, 0]), p)
