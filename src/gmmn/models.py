@@ -62,6 +62,15 @@ def dropout(x: torch.Tensor, p: float, generator: torch.Generator | None, *,
 PRIORS = ("uniform", "normal")
 
 
+def draw_prior(n: int, dim: int, prior: str, generator: torch.Generator | None = None
+               ) -> torch.Tensor:
+    """n pseudo-random points (n, dim) of ``prior`` on the CPU: N(0, I) for "normal", else
+    the paper's uniform on [-1, 1]^dim."""
+    if prior == "normal":
+        return torch.randn(n, dim, generator=generator)
+    return torch.rand(n, dim, generator=generator) * 2 - 1
+
+
 class Generator(nn.Module):
     """MLP from the prior to data (or code) space.
 
@@ -87,11 +96,8 @@ class Generator(nn.Module):
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n prior points (n, prior_dim), drawn on the CPU, moved to the model's device."""
-        if self.prior == "normal":
-            z = torch.randn(n, self.prior_dim, generator=generator)
-        else:
-            z = torch.rand(n, self.prior_dim, generator=generator) * 2 - 1
-        return z.to(self.layers[0].weight.device)
+        return draw_prior(n, self.prior_dim, self.prior, generator).to(
+            self.layers[0].weight.device)
 
     @torch.no_grad()
     def init_output_bias(self, marginals: torch.Tensor) -> None:

@@ -27,7 +27,7 @@ from gmmn.families.base import PriorSampler, check_sample_memory
 from gmmn.families.gmmn import WEIGHTS_FIX, GMMNSettings, GMMNStage, PriorFamily
 from gmmn.families.gmmn_ae import FinetuneStage, GMMNAEFamily, GMMNAESettings, PretrainStage
 from gmmn.mmd import cmmd_loss
-from gmmn.models import Autoencoder, Generator, check_weights_fit, layer_weights
+from gmmn.models import Autoencoder, Generator, check_weights_fit, draw_prior, layer_weights
 from gmmn.qmc import prior_points, prior_sampling
 from gmmn.sampling import sample_generator
 from gmmn.training.blocks import encode_rows
@@ -78,12 +78,9 @@ class ConditionalModel(nn.Module):
         return nn.functional.one_hot(labels.long(), self.classes).to(self.device, torch.float32)
 
     def prior(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
-        """n prior points (n, prior_dim), drawn on the CPU as the GMMN's generator draws."""
-        if self.generator.prior == "normal":
-            z = torch.randn(n, self.prior_dim, generator=generator)
-        else:
-            z = torch.rand(n, self.prior_dim, generator=generator) * 2 - 1
-        return z.to(self.device)
+        """n prior points (n, prior_dim), drawn on the CPU as the GMMN's generator draws
+        (its input is wider: the prior and the condition)."""
+        return draw_prior(n, self.prior_dim, self.generator.prior, generator).to(self.device)
 
     def generate(self, z: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         """What the generator writes (data, or codes) for prior points and condition rows."""
